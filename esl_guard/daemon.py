@@ -1,0 +1,262 @@
+"""`esl-guard run`: the daemon's main loop, signals, start-up and shutdown.
+
+Start-up order: conf (already validated by the CLI) -> database schema and state (locks,
+escalation history, recent violations, anything left in the journal) -> READY=1 -> nodes.  The
+signal handlers only record the signal; this loop does the work.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.threadpool import ThreadPool
+
+from esl_guard.config import Config, ConfigError, diff_config, load_config
+from esl_guard.logsetup import setup_logging
+from esl_guard.metrics import Metrics
+from esl_guard.sdnotify import Notifier
+from esl_guard.service import Guard
+from esl_guard.store import Journal, Store, StoreError
+from esl_guard.store.writer import AuditWriter
+from esl_guard.tracker import ESCALATION_WINDOW, Lock
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 5.0
+DB_CALL_TIMEOUT = 30.0
+
+
+class Daemon:
+    def __init__(self, config_path: str, config: Config, *,
+                 notifier: Notifier | None = None) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.store = Store(config.database.url)
+        self.journal = Journal(config.database.journal)
+        self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max)
+        self.db = ThreadPool(2)  # LISTEN in one thread, reads and status in the other; the writer has its own
+        self.guard = Guard(config, writer=self.writer, store=self.store, metrics=self.metrics,
+                           notifier=self.notifier)
+        self.locks_loaded = False
+        self._wake = Event()
+        self._signals: list[int] = []
+        self._greenlets: list[gevent.Greenlet] = []
+        self._http: Any = None
+
+    # ------------------------------------------------------------------ helpers
+    def _db_call(self, fn: Callable[..., Any], *args: Any, timeout: float = DB_CALL_TIMEOUT) -> Any:
+        return self.db.spawn(fn, *args).get(timeout=timeout)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def _spawn(self, fn: Callable[[], None]) -> None:
+        g = gevent.spawn(fn)
+        g.link_exception(self._crashed)
+        self._greenlets.append(g)
+
+    def _crashed(self, g: gevent.Greenlet) -> None:
+        log.critical("internal task %s crashed: %r; stopping", g, g.exception)
+        self._signals.append(-1)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ start-up
+    def prepare_database(self) -> None:
+        db = self.config.database
+        if db.url.startswith("sqlite:///") and not db.url.startswith("sqlite:///:memory:"):
+            Path(db.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(db.journal).parent.mkdir(parents=True, exist_ok=True)
+        if db.auto_migrate:
+            self._db_call(self.store.upgrade)
+        elif self._db_call(self.store.revision) is None:
+            raise StoreError("the database has no esl-guard schema and auto_migrate = false: "
+                             f"run `esl-guard db upgrade -c {self.config_path}`")
+
+    def load_state(self) -> None:
+        """Active locks, escalation history and recent violations, so enforcement continues."""
+        wall = time.time()
+        tracker = self.guard.tracker
+        locks = self._db_call(self.store.active_locks, wall)
+        counts = self._db_call(self.store.lock_counts_since, wall - ESCALATION_WINDOW)
+        horizon = max((r.window for r in self._lock_windows()), default=0.0)
+        violations = self._db_call(self.store.violations_since, wall - horizon) if horizon else []
+        for account, n in counts.items():
+            tracker.lock_history[account] = deque([wall] * n)
+        mono = time.monotonic()
+        tracker.restore_violations((a, mono - (wall - t)) for a, t in violations)
+        self.guard.sync_locks(locks)
+        self.locks_loaded = True
+        tracker.fail_closed = False
+        log.info("state loaded: %d active locks, %d recent violations", len(locks), len(violations))
+
+    def _lock_windows(self) -> list[Any]:
+        cfg = self.config
+        rates = [cfg.policy.lock_after] + [lim.lock_after for lim in cfg.accounts.values()]
+        return [r for r in rates if r is not None]
+
+    def replay_journal_locks(self) -> None:
+        """Locks decided during an outage that only the journal holds (not yet in the DB)."""
+        try:
+            ops = self.journal.read()
+        except OSError as exc:
+            log.error("cannot read the journal %s: %s", self.journal.path, exc)
+            return
+        tracker = self.guard.tracker
+        for op in ops:
+            if op.get("op") == "lock":
+                tracker.locks[op["account"]] = Lock(op["account"], op["lock_id"], op.get("until"),
+                                                    op.get("reason", ""), op.get("origin", "auto"),
+                                                    pending=True)
+            elif op.get("op") == "unlock":
+                tracker.locks.pop(op["account"], None)
+        if ops:
+            log.info("journal %s holds %d audit operations from an earlier run; they are "
+                     "written to the database when it answers", self.journal.path, len(ops))
+
+    # ------------------------------------------------------------------ background loops
+    def _lock_poller(self) -> None:
+        interval = self.config.database.poll_interval
+        failing = False
+        while True:
+            try:
+                if not self.locks_loaded:
+                    self.load_state()
+                else:
+                    self._db_call(self.store.wait_for_change, interval, timeout=interval + 30)
+                    self.guard.sync_locks(self._db_call(self.store.active_locks, time.time()))
+                if failing:
+                    log.info("database reachable again: lock state is in sync")
+                failing = False
+            except (StoreError, gevent.Timeout) as exc:
+                if not failing:
+                    log.error("database unavailable: %s; enforcing from memory", exc)
+                failing = True
+                gevent.sleep(interval)
+
+    def _status_loop(self) -> None:
+        while True:
+            gevent.sleep(STATUS_EVERY)
+            snap = self.guard.snapshot()
+            snap["audit_queue"] = self.writer.queue_depth
+            snap["journal_bytes"] = self.writer.journal_bytes
+            snap["db_ok"] = self.writer.db_ok
+            self.metrics.audit_queue.set(self.writer.queue_depth)
+            self.metrics.journal_bytes.set(self.writer.journal_bytes)
+            self.metrics.db_up.set(1 if self.writer.db_ok else 0)
+            self.guard.tracker.prune(time.monotonic())
+            try:
+                self._db_call(self.store.apply, [{"op": "status", "time": snap["time"],
+                                                  "body": snap}], timeout=10)
+            except (StoreError, gevent.Timeout):
+                pass  # the lock poller reports DB trouble
+            self.notifier.status(self.guard.status_line())
+
+    def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        assert interval is not None
+        while True:
+            self.notifier.watchdog()
+            gevent.sleep(interval)
+
+    def _start_metrics(self) -> None:
+        m = self.config.metrics
+        if m is None:
+            return
+        from gevent.pywsgi import WSGIServer
+        from prometheus_client import make_wsgi_app
+
+        self._http = WSGIServer((m.host, m.port), make_wsgi_app(self.metrics.registry), log=None,
+                                error_log=None)
+        self._http.start()
+        log.info("metrics on http://%s:%d/metrics", m.host, m.port)
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            gevent.signal_handler(signum, self._on_signal, signum)
+        if self.notifier.watchdog_interval:
+            self._spawn(self._watchdog_loop)
+        try:
+            self.prepare_database()
+            self.load_state()
+        except (StoreError, gevent.Timeout, OSError) as exc:
+            mode = self.config.database.fail_mode
+            log.error("database unavailable at start: %s; fail_mode = %s: %s", exc, mode,
+                      "refusing every new call until the lock state is known" if mode == "closed"
+                      else "enforcing limits, locks known only from the journal")
+            self.guard.tracker.fail_closed = mode == "closed"
+        self.replay_journal_locks()
+        self.writer.start()
+        try:
+            self._start_metrics()
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%s: %s", self.config.metrics.host if
+                      self.config.metrics else "", self.config.metrics.port if
+                      self.config.metrics else "", exc)
+            return 1
+        self.guard.start()
+        self._spawn(self._lock_poller)
+        self._spawn(self._status_loop)
+        self.notifier.ready(self.guard.status_line())
+        log.info("esl-guard running: %d node(s), policy from %s", len(self.config.nodes),
+                 ", ".join(self.config.files))
+        code = 0
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            signals, self._signals = self._signals, []
+            if signal.SIGHUP in signals:
+                self.reload()
+            if any(s in (signal.SIGTERM, signal.SIGINT, -1) for s in signals):
+                code = 1 if -1 in signals else 0
+                break
+        self.shutdown()
+        return code
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("reload refused: %s", line)
+            log.error("reload refused: still enforcing the previous policy")
+            self.notifier.ready(self.guard.status_line())
+            return
+        changes = diff_config(self.config, new)
+        if new.database != self.config.database or new.metrics != self.config.metrics \
+                or new.logging != self.config.logging:
+            log.warning("reload: [database], [metrics] and [logging] changes need a restart")
+        self.config = new
+        self.guard.reload(new)
+        for line in changes or ["no changes"]:
+            log.info("reload: %s", line)
+        self.notifier.ready(self.guard.status_line())
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping: closing ESL sessions and flushing the audit trail")
+        self.guard.stop()
+        gevent.killall(self._greenlets, timeout=2)
+        if self._http is not None:
+            self._http.stop(timeout=1)
+        if not self.writer.stop(timeout=10.0):
+            log.error("audit rows could not be saved to the database or the journal")
+        self.db.kill()
+        self.store.close()
+        log.info("stopped")
+
+
+def run(config_path: str, config: Config) -> int:
+    setup_logging(config.logging.format, config.logging.level)
+    return Daemon(config_path, config).run()

@@ -1,0 +1,217 @@
+"""greenswitch adapter: one inbound ESL connection, made safe for a daemon.
+
+greenswitch's ``InboundESL`` gives us the connection life cycle (connect, auth handshake,
+``register_handle``), but as FIELD.md notes its ``send`` has no timeout and no lock, a pending
+reply is never released when the connection drops, and its reader URL-decodes and splits every
+line of every event.  :class:`GuardESL` keeps the class and replaces those three parts:
+
+* ``receive_events`` reads large chunks and splits frames by Content-Length
+  (:mod:`esl_guard.frames`); events are handed to one cheap callback, never parsed in full;
+* ``send`` serialises writes under a lock, validates the command line, and waits for its reply
+  with a timeout; a dropped connection fails every pending command;
+* nothing here ever waits for a reply inside the reader greenlet.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import gevent
+import gevent.lock
+from gevent.event import AsyncResult
+from greenswitch.esl import InboundESL, NotConnectedError
+
+from esl_guard.events import event_name
+from esl_guard.frames import DEFAULT_MAX_FRAME, Frame, FrameReader, ProtocolError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+
+
+class ESLError(Exception):
+    """A command failed: not connected, timed out, or the connection dropped."""
+
+
+class AuthError(ESLError):
+    pass
+
+
+class Reply:
+    """A command/reply or api/response frame."""
+
+    __slots__ = ("headers", "body")
+
+    def __init__(self, headers: dict[str, str], body: str) -> None:
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        """Reply-Text for command/reply, the body for api/response."""
+        return self.headers.get("Reply-Text", self.body)
+
+    @property
+    def ok(self) -> bool:
+        return self.text.startswith("+OK")
+
+
+class GuardESL(InboundESL):  # type: ignore[misc]
+    def __init__(self, host: str, port: int, password: str, *, timeout: float = 5.0,
+                 command_timeout: float = 5.0, on_event: Callable[[str, bytes], None],
+                 on_close: Callable[[str], None], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__(host, port, password, timeout=timeout)
+        self.command_timeout = command_timeout
+        self.on_event = on_event
+        self.on_close = on_close
+        self.last_rx = 0.0
+        self._reader = FrameReader(max_frame)
+        self._write_lock = gevent.lock.Semaphore()
+        self._closed_reason: str | None = None
+        self._commands_sent: list[AsyncResult] = []
+        self.auth_failed = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        """TCP connect + auth with an overall timeout; raises ESLError/AuthError."""
+        try:
+            with gevent.Timeout(self.timeout + self.command_timeout,
+                                ESLError(f"no auth/request from {self.host}:{self.port}")):
+                super().connect()
+        except (NotConnectedError, OSError) as exc:
+            self.close("connect failed")
+            raise ESLError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        except ValueError:
+            self.auth_failed = True
+            self.close("authentication failed")
+            raise AuthError(f"authentication failed at {self.host}:{self.port} "
+                            "(check the ESL password)") from None
+        except ESLError:
+            self.close("handshake timed out")
+            raise
+
+    def authenticate(self) -> None:
+        reply = self.send(f"auth {self.password}", _secret=True)
+        if reply.text != "+OK accepted":
+            raise ValueError("Invalid password.")
+
+    def process_events(self) -> None:
+        """greenswitch's queue consumer is not used: events go straight to ``on_event``."""
+
+    def close(self, reason: str) -> None:
+        if self._closed_reason is not None:
+            return
+        self._closed_reason = reason
+        self.connected = False
+        self._run = False
+        pending = self._commands_sent
+        self._commands_sent = []
+        for result in pending:
+            if not result.ready():
+                result.set_exception(ESLError(f"connection closed: {reason}"))
+        self._auth_request_event.set()
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        try:
+            self.on_close(reason)
+        except Exception:  # noqa: BLE001 - a callback bug must not hide the close
+            log.exception("on_close callback failed")
+
+    def stop(self) -> None:
+        """Polite goodbye (``exit``) then close."""
+        if self.connected:
+            try:
+                self.send("exit", timeout=1.0)
+            except ESLError:
+                pass
+        self.close("stopped")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None
+
+    # -- reading ------------------------------------------------------------------------------
+    def receive_events(self) -> None:
+        sock = self.sock
+        reader = self._reader
+        reason = "connection closed by FreeSWITCH"
+        try:
+            while self._run:
+                data = sock.recv(READ_CHUNK)
+                if not data:
+                    break
+                self.last_rx = gevent.get_hub().loop.now()
+                for frame in reader.feed(data):
+                    self._dispatch(frame)
+                gevent.sleep(0)  # let command senders and the ticker run under a flood
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            log.error("ESL %s:%s: %s; resetting the connection", self.host, self.port, exc)
+        except OSError as exc:
+            reason = f"socket error: {exc}"
+        self.close(reason)
+
+    def _dispatch(self, frame: Frame) -> None:
+        ctype = frame.content_type
+        if ctype == "text/event-plain":
+            name_end = frame.body.find(b"\n")
+            if frame.body.startswith(b"Event-Name: ") and name_end > 0:
+                name = frame.body[12:name_end].decode("ascii", "replace")
+            else:
+                name = event_name(frame.body) or ""
+            try:
+                self.on_event(name, frame.body)
+            except Exception:  # noqa: BLE001 - one bad event must not stop the reader
+                log.exception("event handler failed on %s", name or "an unnamed event")
+        elif ctype in ("command/reply", "api/response"):
+            body = frame.body.decode("utf-8", "replace")
+            if not self._commands_sent:
+                log.warning("ESL %s:%s: reply with no pending command: %.80r",
+                            self.host, self.port, body or frame.headers.get("Reply-Text"))
+                return
+            self._commands_sent.pop(0).set(Reply(frame.headers, body))
+        elif ctype == "auth/request":
+            self._auth_request_event.set()
+        elif ctype in ("text/disconnect-notice", "text/rude-rejection"):
+            text = frame.body.decode("utf-8", "replace").strip().replace("\n", " ")
+            log.warning("ESL %s:%s: %s: %s", self.host, self.port, ctype, text)
+            if frame.headers.get("Content-Disposition") != "linger":
+                self._run = False
+                self.connected = False
+                self._auth_request_event.set()
+        else:
+            log.debug("ESL %s:%s: skipping frame of type %r", self.host, self.port, ctype)
+
+    # -- writing ------------------------------------------------------------------------------
+    def send(self, data: str, timeout: float | None = None, _secret: bool = False) -> Reply:
+        """Send one single-line command and wait for its reply (with a timeout)."""
+        result = self.send_nowait(data, _secret=_secret)
+        try:
+            return result.get(timeout=self.command_timeout if timeout is None else timeout)
+        except gevent.Timeout:
+            # The reply may still come: the result stays queued so replies stay in order.
+            shown = "auth ***" if _secret else data
+            raise ESLError(f"no reply to {shown!r} within "
+                           f"{self.command_timeout if timeout is None else timeout:g}s") from None
+
+    def send_nowait(self, data: str, _secret: bool = False) -> AsyncResult:
+        if "\n" in data or "\r" in data or not data.strip():
+            raise ValueError("an ESL command must be one non-empty line")
+        if not self.connected:
+            raise ESLError("not connected")
+        result: AsyncResult = AsyncResult()
+        with self._write_lock:
+            if not self.connected:
+                raise ESLError("not connected")
+            self._commands_sent.append(result)
+            try:
+                self.sock.sendall((data + "\n\n").encode("utf-8"))
+            except OSError as exc:
+                self.close(f"socket error on send: {exc}")
+                raise ESLError(f"send failed: {exc}") from None
+        return result
+

@@ -1,0 +1,44 @@
+"""Prometheus metrics (prometheus-client).  Labels stay bounded: node, rule, action, event name
+(only the names we subscribe to), result -- never an account."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.events = Counter("esl_guard_events_total", "ESL events received", ["event"], registry=r)
+        self.active_calls = Gauge("esl_guard_active_calls", "Calls counted against accounts", registry=r)
+        self.active_accounts = Gauge("esl_guard_active_accounts", "Accounts with live calls", registry=r)
+        self.untracked = Counter("esl_guard_untracked_channels_total",
+                                 "Channels that ended without ever carrying an account", registry=r)
+        self.actions = Counter("esl_guard_actions_total", "Enforcement actions",
+                               ["rule", "action", "dry_run"], registry=r)
+        self.violations = Counter("esl_guard_violations_total", "Policy violations",
+                                  ["rule", "dry_run"], registry=r)
+        self.locks_active = Gauge("esl_guard_locks_active", "Accounts locked now", registry=r)
+        self.connected = Gauge("esl_guard_esl_connected", "1 when the node's ESL session is up",
+                               ["node"], registry=r)
+        self.reconnects = Counter("esl_guard_esl_reconnects_total", "ESL reconnections", ["node"],
+                                  registry=r)
+        self.resyncs = Counter("esl_guard_resyncs_total", "Channel resyncs", ["node", "result"],
+                               registry=r)
+        self.resync_changes = Counter("esl_guard_resync_changes_total",
+                                      "Calls added or dropped by resyncs", ["node", "change"],
+                                      registry=r)
+        self.audit_queue = Gauge("esl_guard_audit_queue_depth", "Audit rows waiting for the DB",
+                                 registry=r)
+        self.journal_bytes = Gauge("esl_guard_audit_journal_bytes", "Size of the local journal",
+                                   registry=r)
+        self.db_up = Gauge("esl_guard_database_up", "1 when the last DB write succeeded", registry=r)
+        self.bad_input = Counter("esl_guard_rejected_input_total",
+                                 "Values from the network refused (bad uuid, unsafe account, bad frame)",
+                                 ["kind"], registry=r)
+        self.command_errors = Counter("esl_guard_command_errors_total",
+                                      "ESL commands that failed or timed out", ["node", "command"],
+                                      registry=r)
+        self.latency = Histogram("esl_guard_event_to_action_seconds",
+                                 "From reading the breaching event to sending the hangup",
+                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
+                                 registry=r)

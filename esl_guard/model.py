@@ -1,0 +1,103 @@
+"""Plain data shared by every layer: no I/O, no gevent, no SQLAlchemy.
+
+Data flows one way: ESL frame -> CallEvent -> Tracker -> Action -> (ESL command, audit row, metric).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """N events per sliding window of `window` seconds (``60/1m``)."""
+
+    count: int
+    window: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{format_duration(self.window)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The effective thresholds for one account ([policy] merged with [account:X]).
+
+    ``None`` means the limit is off.  ``lock_duration`` of ``None`` with ``lock_after`` set
+    means a lock that never expires (``forever``).
+    """
+
+    max_concurrent_calls: int | None = None
+    max_call_duration: float | None = None
+    max_call_rate: Rate | None = None
+    hangup_cause: str = "CALL_REJECTED"
+    dry_run: bool = False
+    lock_after: Rate | None = None
+    lock_duration: float | None = 3600.0
+    lock_escalation: float = 1.0
+    lock_duration_max: float | None = None
+
+
+class Rule(str, enum.Enum):
+    CONCURRENCY = "max_concurrent_calls"
+    RATE = "max_call_rate"
+    DURATION = "max_call_duration"
+    LOCKED = "locked"
+    LOCK_AFTER = "lock_after"
+    MANUAL = "manual"
+
+
+class ActionKind(str, enum.Enum):
+    VIOLATION = "violation"
+    HANGUP = "hangup"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """The few facts esl-guard needs from one channel event.
+
+    ``name`` is the ESL Event-Name.  ``account`` is the decoded value of the account variable,
+    or None when the event does not carry it.  ``b_leg`` is True when the channel is the
+    outbound leg of a bridge/originate (it never counts as a call of its own).
+    """
+
+    name: str
+    node: str
+    uuid: str
+    account: str | None = None
+    b_leg: bool = False
+    other_leg: str | None = None
+
+
+@dataclass(slots=True)
+class Action:
+    """A decision of the core, carried out by the adapters.
+
+    ``kind`` HANGUP: kill ``uuid`` on ``node`` with ``cause``.  VIOLATION, LOCK and UNLOCK are
+    recorded; LOCK/UNLOCK also push/remove the lock in every connected FreeSWITCH.
+    ``dry_run`` actions are logged and audited but never change a call or a lock.
+    """
+
+    kind: ActionKind
+    account: str
+    rule: Rule | None = None
+    node: str | None = None
+    uuid: str | None = None
+    cause: str | None = None
+    limit: str | None = None
+    observed: str | None = None
+    dry_run: bool = False
+    detail: str = ""
+    until: float | None = None  # LOCK: wall-clock expiry (epoch seconds), None = forever
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest exact human form: 90 -> '90s', 3600 -> '1h', 5400 -> '90m'."""
+    s = float(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{int(s // size)}{unit}"
+    return f"{int(s)}s" if s == int(s) else f"{s:g}s"

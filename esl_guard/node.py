@@ -1,0 +1,136 @@
+"""One FreeSWITCH node: keep a GuardESL connected forever, resynced, and watched.
+
+The node never decides anything; it hands every event to the service (``on_event``) and runs
+the commands it is given.  Reconnects use tenacity (exponential backoff with jitter, forever,
+one log line per failed attempt, reset after every successful connection).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import gevent
+from gevent.event import AsyncResult, Event
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
+
+from esl_guard.config import NodeConfig
+from esl_guard.esl import ESLError, GuardESL, Reply
+from esl_guard.events import SUBSCRIPTION
+
+log = logging.getLogger(__name__)
+
+
+class NodeOwner(Protocol):
+    def node_event(self, node: str, name: str, body: bytes) -> None: ...
+    def node_connected(self, link: NodeLink) -> None: ...
+    def node_disconnected(self, link: NodeLink, reason: str) -> None: ...
+
+
+class NodeLink:
+    def __init__(self, cfg: NodeConfig, owner: NodeOwner,
+                 wait: Callable[..., float] | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.owner = owner
+        self.conn: GuardESL | None = None
+        self.connected = False
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.connected_since: float | None = None
+        self._wait = wait or wait_random_exponential(multiplier=0.5, max=30)
+        self._stopping = False
+        self._closed = Event()
+        self._greenlet: gevent.Greenlet | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> gevent.Greenlet:
+        self._greenlet = gevent.spawn(self._run)
+        return self._greenlet
+
+    def stop(self) -> None:
+        self._stopping = True
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.stop()
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=2)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            retrying = Retrying(wait=self._wait, retry=retry_if_exception_type(ESLError),
+                                sleep=gevent.sleep, before_sleep=self._log_attempt, reraise=True)
+            retrying(self._connect)
+            self._serve()
+            if not self._stopping:
+                self.reconnects += 1
+
+    def _log_attempt(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0
+        self.last_error = str(exc)
+        log.warning("node %s (%s:%s): %s; retry %d in %.1fs", self.name, self.cfg.host,
+                    self.cfg.port, exc, state.attempt_number, delay)
+
+    def _connect(self) -> None:
+        if self._stopping:
+            return
+        self._closed.clear()
+        conn = GuardESL(self.cfg.host, self.cfg.port, self.cfg.password,
+                        timeout=self.cfg.connect_timeout, command_timeout=self.cfg.command_timeout,
+                        on_event=self._on_event, on_close=self._on_close)
+        self.conn = conn
+        conn.connect()
+        reply = conn.send(f"event plain {SUBSCRIPTION}")
+        if not reply.ok:
+            conn.close("subscription refused")
+            raise ESLError(f"event subscription refused: {reply.text}")
+        conn.last_rx = gevent.get_hub().loop.now()
+        self.connected = True
+        self.connected_since = time.time()
+        self.last_error = None
+        log.info("node %s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
+        self.owner.node_connected(self)
+
+    def _serve(self) -> None:
+        """Wait for the connection to end, watching for silence (half-open connections)."""
+        conn = self.conn
+        if conn is None:
+            return
+        limit = 3 * self.cfg.heartbeat_interval
+        loop = gevent.get_hub().loop
+        while not self._closed.wait(timeout=min(1.0, limit / 3)):
+            loop.update_now()
+            if loop.now() - conn.last_rx > limit:
+                log.warning("node %s: no traffic for %.0fs (3 x heartbeat_interval); reconnecting",
+                            self.name, limit)
+                conn.close("heartbeat timeout")
+        self._closed.wait()
+
+    # -- callbacks from the connection --------------------------------------------------------
+    def _on_event(self, name: str, body: bytes) -> None:
+        self.owner.node_event(self.name, name, body)
+
+    def _on_close(self, reason: str) -> None:
+        was = self.connected
+        self.connected = False
+        self.connected_since = None
+        self._closed.set()
+        if was:
+            self.last_error = reason
+            log.warning("node %s: disconnected: %s", self.name, reason)
+            self.owner.node_disconnected(self, reason)
+
+    # -- commands -----------------------------------------------------------------------------
+    def api(self, command: str, timeout: float | None = None) -> Reply:
+        conn = self.conn
+        if conn is None or not self.connected:
+            raise ESLError(f"node {self.name} is not connected")
+        return conn.send(f"api {command}", timeout=timeout)
+
+    def api_nowait(self, command: str) -> AsyncResult:
+        conn = self.conn
+        if conn is None or not self.connected:
+            raise ESLError(f"node {self.name} is not connected")
+        return conn.send_nowait(f"api {command}")

@@ -1,0 +1,466 @@
+"""Wires the pure core to the adapters: nodes -> tracker -> actions -> (ESL, audit, metrics).
+
+Everything here runs in greenlets of one gevent hub.  The reader greenlet of each node calls
+:meth:`Guard.node_event`, which does only in-memory work; commands are sent without waiting for
+their replies in the reader, and every database call runs in the writer's worker thread.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult
+
+from esl_guard.config import Config, NodeConfig
+from esl_guard.esl import ESLError, Reply
+from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder
+from esl_guard.metrics import Metrics
+from esl_guard.model import Action, ActionKind
+from esl_guard.node import NodeLink
+from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.safety import describe_account, is_safe_account, is_uuid
+from esl_guard.tracker import ChannelRow, Lock, Tracker
+
+log = logging.getLogger("esl_guard.enforce")
+syslog = logging.getLogger(__name__)
+
+TICK = 0.2
+
+
+@dataclass
+class NodeSync:
+    """Resync bookkeeping of one node."""
+
+    syncing: bool = False           # initial resync in flight: events are buffered
+    buffer: list[tuple[str, bytes]] = field(default_factory=list)
+    inflight: bool = False          # a periodic reconciliation is in flight
+    seen: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+    next_resync: float = 0.0
+    ok: bool = False
+
+
+class Guard:
+    def __init__(self, config: Config, *, writer: Any = None, store: Any = None,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, notifier: Any = None) -> None:
+        self.config = config
+        self.writer = writer
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.wall = wall
+        self.notifier = notifier
+        self.tracker = Tracker(config.limits_for, wall)
+        self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
+        self.links: dict[str, NodeLink] = {}
+        self.sync: dict[str, NodeSync] = {}
+        self.decoders: dict[str, EventDecoder] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.started = wall()
+        self.fail_closed = False
+        self._greenlets: list[gevent.Greenlet] = []
+        self._stopping = False
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        for cfg in self.config.nodes:
+            self._add_node(cfg)
+        self._greenlets.append(gevent.spawn(self._tick_loop))
+
+    def _add_node(self, cfg: NodeConfig) -> None:
+        link = NodeLink(cfg, self)
+        self.links[cfg.name] = link
+        self.sync[cfg.name] = NodeSync()
+        self.decoders[cfg.name] = EventDecoder(cfg.name, self.config.account_variable)
+        self.metrics.connected.labels(cfg.name).set(0)
+        link.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        for link in self.links.values():
+            link.stop()
+        gevent.killall(self._greenlets, timeout=2)
+
+    def _tick_loop(self) -> None:
+        while not self._stopping:
+            gevent.sleep(TICK)
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - never let the ticker die silently
+                syslog.exception("tick failed")
+
+    def tick(self) -> None:
+        now = self.clock()
+        self.dispatch(self.tracker.tick(now))
+        for name, st in self.sync.items():
+            link = self.links.get(name)
+            if link is None or not link.connected or st.syncing or st.inflight:
+                continue
+            if now >= st.next_resync:
+                st.next_resync = now + link.cfg.resync_interval
+                gevent.spawn(self._reconcile, link)
+
+    # ------------------------------------------------------------------ events
+    def node_event(self, node: str, name: str, body: bytes) -> None:
+        self.metrics.events.labels(name if name in CALL_EVENTS or name in
+                                   ("HEARTBEAT", "BACKGROUND_JOB") else "other").inc()
+        if name not in CALL_EVENTS:
+            return
+        st = self.sync[node]
+        if st.syncing:
+            st.buffer.append((name, body))
+            return
+        self._apply_event(node, name, body, st)
+
+    def _apply_event(self, node: str, name: str, body: bytes, st: NodeSync) -> None:
+        t0 = time.perf_counter()
+        ev = self.decoders[node].decode(body, name)
+        if ev is None:
+            self.metrics.bad_input.labels("no_unique_id").inc()
+            return
+        if not is_uuid(ev.uuid):
+            self.metrics.bad_input.labels("bad_uuid").inc()
+            self._warn_once("bad_uuid", "ignoring channel events whose Unique-ID is not a UUID "
+                            f"(first: {describe_account(ev.uuid)} on node {node})")
+            return
+        if st.inflight:
+            (st.ended if name in END_EVENTS else st.seen).add(ev.uuid)
+        actions = self.tracker.on_event(ev, self.clock())
+        if actions:
+            self.dispatch(actions, t0)
+
+    # ------------------------------------------------------------------ node callbacks
+    def node_connected(self, link: NodeLink) -> None:
+        self.metrics.connected.labels(link.name).set(1)
+        if link.reconnects:
+            self.metrics.reconnects.labels(link.name).inc()
+        self._push_all_locks(link)
+        st = self.sync[link.name]
+        st.syncing = True
+        st.buffer = []
+        gevent.spawn(self._initial_resync, link, st)
+        self._status_changed()
+
+    def node_disconnected(self, link: NodeLink, reason: str) -> None:
+        self.metrics.connected.labels(link.name).set(0)
+        st = self.sync[link.name]
+        if st.syncing:  # keep what we learned; nothing is dropped on a failed sync
+            self._flush_buffer(link.name, st)
+        st.inflight = False
+        self._status_changed()
+
+    def _status_changed(self) -> None:
+        if self.notifier is not None:
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        up = [n for n, link in self.links.items() if link.connected]
+        down = [n for n, link in self.links.items() if not link.connected]
+        text = f"{len(up)}/{len(self.links)} FreeSWITCH nodes connected"
+        if down:
+            text += f" (down: {', '.join(down)})"
+        return text + f"; {self.tracker.live_calls()} calls"
+
+    # ------------------------------------------------------------------ resync
+    def _fetch_channels(self, link: NodeLink) -> list[ChannelRow]:
+        reply = link.api("show channels as json")
+        rows = parse_channels(reply.body, self.wall(), self.config.account_variable)
+        if self.config.account_variable != "accountcode":
+            rows = [self._lookup_account(link, row) for row in rows]
+        return rows
+
+    def _lookup_account(self, link: NodeLink, row: ChannelRow) -> ChannelRow:
+        if row.b_leg:
+            return row
+        reply = link.api(f"uuid_getvar {row.uuid} {self.config.account_variable}")
+        value = reply.body.strip()
+        if value.startswith("-ERR") or value in ("", "_undef_"):
+            return row
+        return ChannelRow(row.uuid, value, row.b_leg, row.answered, row.age)
+
+    def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
+        try:
+            rows = self._fetch_channels(link)
+        except (ESLError, ResyncError) as exc:
+            self.metrics.resyncs.labels(link.name, "failed").inc()
+            syslog.error("node %s: resync failed, keeping the calls we know (%s); retrying soon",
+                         link.name, exc)
+            st.next_resync = self.clock() + min(5.0, link.cfg.resync_interval)
+            self._flush_buffer(link.name, st)
+            return
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        self._resync_done(link, st, added, dropped, "initial")
+        self.dispatch(actions)
+        self._flush_buffer(link.name, st)
+
+    def _flush_buffer(self, node: str, st: NodeSync) -> None:
+        st.syncing = False
+        buffered, st.buffer = st.buffer, []
+        for name, body in buffered:
+            self._apply_event(node, name, body, st)
+
+    def _reconcile(self, link: NodeLink) -> None:
+        st = self.sync[link.name]
+        st.inflight = True
+        st.seen, st.ended = set(), set()
+        try:
+            rows = self._fetch_channels(link)
+        except (ESLError, ResyncError) as exc:
+            self.metrics.resyncs.labels(link.name, "failed").inc()
+            syslog.warning("node %s: reconciliation failed, nothing changed (%s)", link.name, exc)
+            return
+        finally:
+            st.inflight = False
+        # Calls first seen while the answer was in flight are kept; calls that ended meanwhile
+        # are not brought back.
+        rows = [r for r in rows if r.uuid not in st.ended]
+        listed = {r.uuid for r in rows}
+        calls = self.tracker.nodes.get(link.name, {})
+        rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
+                 if u not in listed and u in calls]
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        self._resync_done(link, st, added, dropped, "periodic")
+        self.dispatch(actions)
+
+    def _resync_done(self, link: NodeLink, st: NodeSync, added: int, dropped: int,
+                     kind: str) -> None:
+        st.ok = True
+        st.next_resync = self.clock() + link.cfg.resync_interval
+        self.metrics.resyncs.labels(link.name, "ok").inc()
+        self.metrics.resync_changes.labels(link.name, "added").inc(added)
+        self.metrics.resync_changes.labels(link.name, "dropped").inc(dropped)
+        level = logging.INFO if (added or dropped or kind == "initial") else logging.DEBUG
+        syslog.log(level, "node %s: %s resync: %d calls added, %d phantom calls dropped",
+                   link.name, kind, added, dropped)
+        self._update_gauges()
+
+    # ------------------------------------------------------------------ actions
+    def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
+        for action in actions:
+            self._log_action(action)
+            if not action.extra.get("recorded"):
+                self._record(action)
+            self.metrics.actions.labels(action.rule.value if action.rule else "none",
+                                        action.kind.value, str(action.dry_run).lower()).inc()
+            if action.kind is ActionKind.VIOLATION:
+                self.metrics.violations.labels(action.rule.value if action.rule else "none",
+                                               str(action.dry_run).lower()).inc()
+            elif action.kind is ActionKind.HANGUP and not action.dry_run:
+                self._kill(action)
+                if t0 is not None:
+                    self.metrics.latency.observe(time.perf_counter() - t0)
+            elif action.kind is ActionKind.LOCK and not action.dry_run:
+                for link in self.links.values():
+                    self._push_lock(link, action.account, action.until)
+            elif action.kind is ActionKind.UNLOCK and not action.dry_run:
+                for link in self.links.values():
+                    self._hash_delete(link, action.account)
+            self.recent.append({"time": self.wall(), "kind": action.kind.value,
+                                "account": action.account,
+                                "rule": action.rule.value if action.rule else None,
+                                "uuid": action.uuid, "node": action.node,
+                                "dry_run": action.dry_run})
+        if actions:
+            self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        tr = self.tracker
+        self.metrics.active_calls.set(tr.live_calls())
+        self.metrics.active_accounts.set(sum(1 for s in tr.accounts.values() if s.calls))
+        self.metrics.locks_active.set(len(tr.locks))
+
+    def _log_action(self, a: Action) -> None:
+        parts = [f"{a.kind.value}:", f"account={describe_account(a.account)}",
+                 f"rule={a.rule.value if a.rule else '-'}"]
+        if a.limit is not None:
+            parts.append(f"limit={a.limit}")
+        if a.observed is not None:
+            parts.append(f"observed={a.observed}")
+        parts += [f"uuid={a.uuid or '-'}", f"node={a.node or '-'}"]
+        if a.cause:
+            parts.append(f"cause={a.cause}")
+        if a.kind is ActionKind.LOCK:
+            parts.append("until=" + ("forever" if a.until is None else
+                                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a.until))))
+        parts.append(f"dry_run={str(a.dry_run).lower()}")
+        if a.detail:
+            parts.append(f"detail={a.detail!r}")
+        log.warning(" ".join(parts)) if a.kind is not ActionKind.VIOLATION else log.info(" ".join(parts))
+
+    def _record(self, a: Action) -> None:
+        if self.writer is None:
+            return
+        now = self.wall()
+        origin = str(a.extra.get("origin", "auto"))
+        if a.kind is ActionKind.UNLOCK and origin == "expiry":
+            origin = "expiry"
+        self.writer.submit({
+            "op": "audit", "event_id": str(uuidlib.uuid4()), "time": now, "account": a.account,
+            "kind": a.kind.value, "rule": a.rule.value if a.rule else None, "uuid": a.uuid,
+            "node": a.node, "dry_run": a.dry_run, "limit": a.limit, "observed": a.observed,
+            "detail": a.detail, "origin": origin,
+        })
+        if a.dry_run:
+            return
+        if a.kind is ActionKind.LOCK and "lock_id" in a.extra:
+            self.writer.submit({"op": "lock", "lock_id": a.extra["lock_id"], "account": a.account,
+                                "since": now, "until": a.until, "reason": a.detail,
+                                "origin": origin})
+        elif a.kind is ActionKind.UNLOCK:
+            self.writer.submit({"op": "unlock", "account": a.account, "at": now, "by": origin})
+
+    def _kill(self, a: Action) -> None:
+        link = self.links.get(a.node or "")
+        if a.uuid is None or not is_uuid(a.uuid) or link is None:
+            return
+        if not link.connected:
+            syslog.error("cannot hang up %s on node %s: not connected (reconciliation will "
+                         "retry the policy on reconnect)", a.uuid, a.node)
+            return
+        try:
+            result = link.api_nowait(f"uuid_kill {a.uuid} {a.cause}")
+        except ESLError as exc:
+            self.metrics.command_errors.labels(link.name, "uuid_kill").inc()
+            syslog.error("hangup of %s on node %s failed: %s", a.uuid, a.node, exc)
+            return
+        self._watch(result, link, "uuid_kill", a.uuid)
+
+    def _watch(self, result: AsyncResult, link: NodeLink, command: str, subject: str) -> None:
+        def done(res: AsyncResult) -> None:
+            if not res.successful():
+                self.metrics.command_errors.labels(link.name, command).inc()
+                syslog.error("%s %s on node %s: %s", command, subject, link.name, res.exception)
+                return
+            reply: Reply = res.value
+            text = reply.text.strip()
+            if text.startswith("+OK"):
+                return
+            if command == "uuid_kill" and "No such channel" in text:
+                syslog.info("uuid_kill %s on node %s: call already gone", subject, link.name)
+                return
+            self.metrics.command_errors.labels(link.name, command).inc()
+            syslog.error("%s %s on node %s answered %r", command, subject, link.name, text[:200])
+
+        result.rawlink(done)
+        timeout = link.cfg.command_timeout
+
+        def expire() -> None:
+            if not result.ready():
+                self.metrics.command_errors.labels(link.name, command).inc()
+                syslog.error("%s %s on node %s: no reply within %gs", command, subject,
+                             link.name, timeout)
+        gevent.spawn_later(timeout, expire)
+
+    # ------------------------------------------------------------------ locks in FreeSWITCH
+    def _hash_value(self, until: float | None) -> str:
+        return "forever" if until is None else f"until_{int(until)}"
+
+    def _push_lock(self, link: NodeLink, account: str, until: float | None) -> None:
+        if not link.connected:
+            return  # pushed again on (re)connect
+        if not is_safe_account(account):
+            self.metrics.bad_input.labels("unsafe_account").inc()
+            syslog.warning("not pushing the lock of %s into FreeSWITCH: the account code has "
+                           "characters that are unsafe in an ESL command; its calls are still "
+                           "hung up by esl-guard", describe_account(account))
+            return
+        cmd = f"hash insert/{self.config.lock_realm}/{account}/{self._hash_value(until)}"
+        self._send_watched(link, cmd, "hash insert", account)
+
+    def _hash_delete(self, link: NodeLink, account: str) -> None:
+        if not link.connected or not is_safe_account(account):
+            return
+        self._send_watched(link, f"hash delete/{self.config.lock_realm}/{account}",
+                           "hash delete", account)
+
+    def _send_watched(self, link: NodeLink, cmd: str, what: str, subject: str) -> None:
+        try:
+            result = link.api_nowait(cmd)
+        except ESLError as exc:
+            self.metrics.command_errors.labels(link.name, what).inc()
+            syslog.error("%s %s on node %s failed: %s", what, subject, link.name, exc)
+            return
+        self._watch(result, link, what, subject)
+
+    def _push_all_locks(self, link: NodeLink) -> None:
+        for lock in list(self.tracker.locks.values()):
+            if self.tracker.is_locked(lock.account):
+                self._push_lock(link, lock.account, lock.until_wall)
+
+    # ------------------------------------------------------------------ locks from the DB
+    def sync_locks(self, active: list[Any]) -> None:
+        """Make the in-memory locks equal the database's active locks (manual changes)."""
+        tr = self.tracker
+        db = {lk.account: lk for lk in active}
+        actions: list[Action] = []
+        for account, info in db.items():
+            current = tr.locks.get(account)
+            if current is not None and current.lock_id == info.lock_id:
+                current.pending = False
+                continue
+            if current is not None and current.pending:
+                continue  # ours is newer and not written yet
+            new = tr.apply_lock(Lock(account, info.lock_id, info.until, info.reason, info.origin))
+            for a in new:
+                if a.kind is ActionKind.LOCK:
+                    a.extra["recorded"] = True
+            actions += new
+        for account, lock in list(tr.locks.items()):
+            if account not in db and not lock.pending:
+                for a in tr.release_lock(account, "manual"):
+                    a.extra["recorded"] = True
+                    actions.append(a)
+        if actions:
+            self.dispatch(actions)
+
+    # ------------------------------------------------------------------ reload
+    def reload(self, config: Config) -> None:
+        self.config = config
+        self.tracker.limits_for = config.limits_for
+        self.tracker.retime()
+        for cfg in config.nodes:
+            link = self.links.get(cfg.name)
+            if link is None:
+                self._add_node(cfg)
+            elif link.cfg != cfg:
+                link.stop()
+                self._add_node(cfg)
+        for name in [n for n in self.links if n not in {c.name for c in config.nodes}]:
+            self.links.pop(name).stop()
+            self.sync.pop(name, None)
+            self.tracker.resync(name, [], self.clock())
+            self.metrics.connected.remove(name)
+
+    # ------------------------------------------------------------------ status
+    def snapshot(self) -> dict[str, Any]:
+        tr = self.tracker
+        busiest = []
+        for account, n in tr.busiest(10):
+            limits = self.config.limits_for(account)
+            busiest.append({"account": account, "active": n,
+                            "limit": limits.max_concurrent_calls})
+        return {
+            "time": self.wall(), "started": self.started,
+            "nodes": [{"name": n, "host": link.cfg.host, "port": link.cfg.port,
+                       "connected": link.connected, "since": link.connected_since,
+                       "reconnects": link.reconnects, "last_error": link.last_error}
+                      for n, link in self.links.items()],
+            "active_calls": tr.live_calls(), "tracked_channels": tr.tracked_channels(),
+            "busiest": busiest,
+            "locks": [{"account": lk.account, "until": lk.until_wall, "reason": lk.reason,
+                       "origin": lk.origin} for lk in tr.locks.values()],
+            "recent": list(self.recent),
+        }
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            syslog.warning(message)

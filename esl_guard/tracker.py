@@ -1,0 +1,368 @@
+"""The enforcement core: per-account call state and the decisions taken on it.  Pure, no I/O.
+
+Every method takes ``now`` (a monotonic clock, seconds) and returns the :class:`Action` list the
+adapters must carry out.  Costs: an event is O(1) amortised (dict lookups, a deque per account
+window, a heap push per answered call); ``tick`` pops only expired timers.  Nothing ever scans
+all calls, except ``retime`` on a policy reload and ``resync`` of one node.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from esl_guard.events import END_EVENTS
+from esl_guard.model import Action, ActionKind, CallEvent, Limits, Rule, format_duration
+
+ESCALATION_WINDOW = 30 * 86400.0
+
+
+class Call:
+    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
+
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct")
+
+    def __init__(self, node: str, uuid: str) -> None:
+        self.node = node
+        self.uuid = uuid
+        self.account: str | None = None
+        self.answered: float | None = None
+        self.counted = False
+        self.doomed = False  # a hangup was decided (or would have been, in dry run)
+        self.acct: AccountState | None = None
+
+
+class AccountState:
+    __slots__ = ("calls", "creations", "violations")
+
+    def __init__(self) -> None:
+        self.calls: set[Call] = set()          # live counted calls, on every node
+        self.creations: deque[float] = deque()  # call creations in the rate window
+        self.violations: deque[float] = deque()  # violations in the lock_after window
+
+
+@dataclass(slots=True)
+class Lock:
+    account: str
+    lock_id: str
+    until_wall: float | None  # epoch seconds, None = forever
+    reason: str
+    origin: str
+    pending: bool = False  # decided here, not yet confirmed by the database
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """One live channel as reported by ``show channels as json`` (resync)."""
+
+    uuid: str
+    account: str | None
+    b_leg: bool
+    answered: bool
+    age: float  # seconds since the channel was created
+
+
+class Tracker:
+    def __init__(self, limits_for: Callable[[str], Limits],
+                 wall_clock: Callable[[], float]) -> None:
+        self.limits_for = limits_for
+        self.wall_clock = wall_clock
+        self.nodes: dict[str, dict[str, Call]] = {}
+        self.accounts: dict[str, AccountState] = {}
+        self.locks: dict[str, Lock] = {}
+        self._timers: list[tuple[float, int, Call]] = []
+        self._lock_timers: list[tuple[float, str, str]] = []
+        self._seq = itertools.count()
+        self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
+        self._lock_ids = (f"auto-{i}" for i in itertools.count())
+        self.new_lock_id: Callable[[], str] = lambda: next(self._lock_ids)
+        #: fail_mode = closed while the lock state is unknown (database unreachable at start):
+        #: every new call is refused, since any account might be locked.
+        self.fail_closed = False
+
+    # ------------------------------------------------------------------ queries
+    def active(self, account: str) -> int:
+        st = self.accounts.get(account)
+        return len(st.calls) if st else 0
+
+    def live_calls(self) -> int:
+        return sum(len(st.calls) for st in self.accounts.values())
+
+    def tracked_channels(self) -> int:
+        return sum(len(calls) for calls in self.nodes.values())
+
+    def is_locked(self, account: str) -> bool:
+        lock = self.locks.get(account)
+        return lock is not None and (lock.until_wall is None or lock.until_wall > self.wall_clock())
+
+    def busiest(self, n: int = 10) -> list[tuple[str, int]]:
+        return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
+                              key=lambda x: x[1])
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, ev: CallEvent, now: float) -> list[Action]:
+        calls = self.nodes.get(ev.node)
+        if calls is None:
+            calls = self.nodes[ev.node] = {}
+        call = calls.get(ev.uuid)
+        if ev.name in END_EVENTS:
+            if call is not None:
+                self._drop(calls, call)
+            return []
+        if call is None:
+            if ev.b_leg:
+                return []  # the outbound leg of a bridge is not a call of its own
+            call = calls[ev.uuid] = Call(ev.node, ev.uuid)
+        actions: list[Action] = []
+        if call.account is None and ev.account:
+            actions = self._learn_account(call, ev.account, now)
+        if ev.name == "CHANNEL_ANSWER" and call.answered is None:
+            call.answered = now
+            self._arm_duration(call, now)
+        return actions
+
+    def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
+        call.account = account
+        st = self.accounts.get(account)
+        if st is None:
+            st = self.accounts[account] = AccountState()
+        call.acct = st
+        limits = self.limits_for(account)
+        if self.fail_closed:
+            call.doomed = True
+            return [self._hangup(call, Rule.LOCKED, limits,
+                                 detail="lock state unknown (database unreachable, fail_mode = closed)")]
+        if self.is_locked(account):
+            call.doomed = True
+            lock = self.locks[account]
+            return [self._hangup(call, Rule.LOCKED, limits, detail=f"account locked: {lock.reason}")]
+        rate = limits.max_call_rate
+        if rate is not None:
+            window = st.creations
+            horizon = now - rate.window
+            while window and window[0] <= horizon:
+                window.popleft()
+            window.append(now)
+            if len(window) > rate.count:
+                return self._violate(call, Rule.RATE, limits, str(rate),
+                                     f"{len(window)}/{format_duration(rate.window)}", now)
+        elif st.creations:
+            st.creations.clear()
+        cap = limits.max_concurrent_calls
+        if cap is not None and len(st.calls) + 1 > cap:
+            return self._violate(call, Rule.CONCURRENCY, limits, str(cap), str(len(st.calls) + 1), now)
+        st.calls.add(call)
+        call.counted = True
+        if call.answered is not None:  # answered before the account was known
+            self._arm_duration(call, now)
+        return []
+
+    def _drop(self, calls: dict[str, Call], call: Call) -> None:
+        del calls[call.uuid]
+        if call.counted and call.acct is not None:
+            call.acct.calls.discard(call)
+            call.counted = False
+        call.answered = None  # disarms any pending duration timer
+
+    # ------------------------------------------------------------------ decisions
+    def _violate(self, call: Call, rule: Rule, limits: Limits, limit: str, observed: str,
+                 now: float) -> list[Action]:
+        assert call.account is not None
+        call.doomed = True
+        if call.counted and call.acct is not None:
+            call.acct.calls.discard(call)
+            call.counted = False
+        actions = [
+            Action(ActionKind.VIOLATION, call.account, rule, call.node, call.uuid, limit=limit,
+                   observed=observed, dry_run=limits.dry_run,
+                   detail=f"{rule.value} {observed} over limit {limit}"),
+            self._hangup(call, rule, limits, detail=f"{rule.value} {observed} over limit {limit}"),
+        ]
+        actions.extend(self._count_violation(call.account, limits, now))
+        return actions
+
+    def _hangup(self, call: Call, rule: Rule, limits: Limits, detail: str) -> Action:
+        assert call.account is not None
+        return Action(ActionKind.HANGUP, call.account, rule, call.node, call.uuid,
+                      cause=limits.hangup_cause, dry_run=limits.dry_run, detail=detail)
+
+    def _count_violation(self, account: str, limits: Limits, now: float) -> list[Action]:
+        after = limits.lock_after
+        if after is None or self.is_locked(account):
+            return []
+        window = self.accounts[account].violations
+        horizon = now - after.window
+        while window and window[0] <= horizon:
+            window.popleft()
+        window.append(now)
+        if len(window) < after.count:
+            return []
+        observed = f"{len(window)}/{format_duration(after.window)}"
+        window.clear()
+        duration = self._lock_duration(account, limits)
+        wall = self.wall_clock()
+        until = None if duration is None else wall + duration
+        reason = f"{observed} violations (lock_after {after})"
+        if limits.dry_run:
+            return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=str(after),
+                           observed=observed, dry_run=True, until=until, detail=reason)]
+        lock = Lock(account, self.new_lock_id(), until, reason, "auto", pending=True)
+        self.lock_history.setdefault(account, deque()).append(wall)
+        return self._lock(lock, limit=str(after), observed=observed)
+
+    def _lock_duration(self, account: str, limits: Limits) -> float | None:
+        if limits.lock_duration is None:
+            return None
+        history = self.lock_history.get(account)
+        earlier = 0
+        if history:
+            horizon = self.wall_clock() - ESCALATION_WINDOW
+            while history and history[0] < horizon:
+                history.popleft()
+            earlier = len(history)
+        duration = limits.lock_duration * (limits.lock_escalation ** earlier)
+        if limits.lock_duration_max is not None:
+            duration = min(duration, limits.lock_duration_max)
+        return duration
+
+    # ------------------------------------------------------------------ locks
+    def _lock(self, lock: Lock, limit: str | None = None, observed: str | None = None) -> list[Action]:
+        self.locks[lock.account] = lock
+        if lock.until_wall is not None:
+            heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
+        limits = self.limits_for(lock.account)
+        actions = [Action(ActionKind.LOCK, lock.account, Rule.LOCK_AFTER if lock.origin == "auto"
+                          else Rule.MANUAL, limit=limit, observed=observed, until=lock.until_wall,
+                          detail=lock.reason, extra={"lock_id": lock.lock_id, "origin": lock.origin})]
+        st = self.accounts.get(lock.account)
+        if st is not None:
+            for call in sorted(st.calls, key=lambda c: c.uuid):
+                st.calls.discard(call)
+                call.counted = False
+                call.doomed = True
+                actions.append(Action(ActionKind.HANGUP, lock.account, Rule.LOCKED, call.node,
+                                      call.uuid, cause=limits.hangup_cause,
+                                      detail=f"account locked: {lock.reason}"))
+        return actions
+
+    def apply_lock(self, lock: Lock) -> list[Action]:
+        """A lock known from the database (start-up, manual `esl-guard lock`)."""
+        current = self.locks.get(lock.account)
+        if current is not None and current.lock_id == lock.lock_id:
+            current.pending = False
+            return []
+        return self._lock(lock)
+
+    def release_lock(self, account: str, origin: str) -> list[Action]:
+        lock = self.locks.pop(account, None)
+        if lock is None:
+            return []
+        return [Action(ActionKind.UNLOCK, account, Rule.MANUAL if origin == "manual" else None,
+                       detail=f"unlocked ({origin})",
+                       extra={"lock_id": lock.lock_id, "origin": origin})]
+
+    def confirmed(self, account: str, lock_id: str) -> None:
+        lock = self.locks.get(account)
+        if lock is not None and lock.lock_id == lock_id:
+            lock.pending = False
+
+    # ------------------------------------------------------------------ time
+    def _arm_duration(self, call: Call, now: float) -> None:
+        if not call.counted or call.account is None or call.answered is None:
+            return
+        limit = self.limits_for(call.account).max_call_duration
+        if limit is not None:
+            heapq.heappush(self._timers, (call.answered + limit, next(self._seq), call))
+
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, call = heapq.heappop(timers)
+            if not call.counted or call.answered is None or call.account is None:
+                continue  # ended, doomed or killed meanwhile
+            limits = self.limits_for(call.account)
+            limit = limits.max_call_duration
+            if limit is None:
+                continue
+            deadline = call.answered + limit
+            if deadline > now:  # the limit was raised by a reload
+                heapq.heappush(timers, (deadline, next(self._seq), call))
+                continue
+            actions.extend(self._violate(call, Rule.DURATION, limits, format_duration(limit),
+                                         format_duration(round(now - call.answered, 1)), now))
+        wall = self.wall_clock()
+        lock_timers = self._lock_timers
+        while lock_timers and lock_timers[0][0] <= wall:
+            _, account, lock_id = heapq.heappop(lock_timers)
+            lock = self.locks.get(account)
+            if lock is not None and lock.lock_id == lock_id:
+                actions.extend(self.release_lock(account, "expiry"))
+        return actions
+
+    def retime(self) -> None:
+        """Re-arm every duration timer after the policy changed (a reload)."""
+        self._timers = []
+        for calls in self.nodes.values():
+            for call in calls.values():
+                if call.answered is not None:
+                    self._arm_duration(call, 0.0)
+
+    # ------------------------------------------------------------------ resync
+    def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:
+        """Make ``node``'s calls equal a complete ``show channels`` answer.
+
+        Returns (added, dropped, actions).  Calls found up are counted without any limit check
+        (a resync never hangs up over a limit); only calls of locked accounts are killed, since
+        a lock means no calls at all.
+        """
+        calls = self.nodes.setdefault(node, {})
+        seen: set[str] = set()
+        added = 0
+        actions: list[Action] = []
+        for row in rows:
+            if row.b_leg:
+                continue
+            seen.add(row.uuid)
+            call = calls.get(row.uuid)
+            if call is None:
+                call = calls[row.uuid] = Call(node, row.uuid)
+                added += 1
+            if call.account is None and row.account:
+                call.account = row.account
+                st = self.accounts.setdefault(row.account, AccountState())
+                call.acct = st
+                if self.is_locked(row.account):
+                    call.doomed = True
+                    lock = self.locks[row.account]
+                    actions.append(self._hangup(call, Rule.LOCKED, self.limits_for(row.account),
+                                                detail=f"account locked: {lock.reason}"))
+                elif not call.doomed:
+                    st.calls.add(call)
+                    call.counted = True
+            if row.answered and call.answered is None:
+                call.answered = now - row.age
+                self._arm_duration(call, now)
+        dropped = 0
+        for uuid in [u for u in calls if u not in seen]:
+            self._drop(calls, calls[uuid])
+            dropped += 1
+        return added, dropped, actions
+
+    def restore_violations(self, items: Iterable[tuple[str, float]]) -> None:
+        """Violations from the database (monotonic times), so lock_after windows continue."""
+        for account, when in items:
+            self.accounts.setdefault(account, AccountState()).violations.append(when)
+
+    def prune(self, now: float, horizon: float = 86400.0) -> int:
+        """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their
+        windows) to bound memory; O(accounts), called rarely.  Returns how many were dropped."""
+        stale = now - horizon
+        idle = [a for a, s in self.accounts.items() if not s.calls
+                and (not s.creations or s.creations[-1] <= stale)
+                and (not s.violations or s.violations[-1] <= stale)]
+        for account in idle:
+            del self.accounts[account]
+        return len(idle)

@@ -1,0 +1,56 @@
+"""Parsing `show channels as json` answers, from the real captures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from esl_guard.frames import FrameReader
+from esl_guard.resync import ResyncError, parse_channels
+
+FIXTURES = Path(__file__).parent / "fixtures" / "esl"
+
+
+def api_bodies(name: str) -> list[str]:
+    frames = FrameReader().feed((FIXTURES / name).read_bytes())
+    return [f.body.decode() for f in frames if f.content_type == "api/response"]
+
+
+def test_empty_answer_is_a_complete_empty_list() -> None:
+    assert parse_channels('{"row_count": 0}\n', 0.0) == []
+
+
+def test_bridged_capture_gives_two_calls_and_two_b_legs() -> None:
+    body = next(b for b in api_bodies("plain_bridged.bin") if '"row_count":4' in b)
+    rows = parse_channels(body, 1795630850.0)
+    assert len(rows) == 4
+    a_legs = [r for r in rows if not r.b_leg]
+    assert len(a_legs) == 2 and {r.account for r in a_legs} == {"acct1"}
+    assert all(r.answered for r in rows)
+    assert all(0 <= r.age <= 10 for r in rows)
+
+
+def test_other_account_variable_leaves_the_account_to_a_lookup() -> None:
+    body = next(b for b in api_bodies("plain_bridged.bin") if '"row_count":4' in b)
+    assert {r.account for r in parse_channels(body, 0.0, "sip_h_X-Account")} == {None}
+
+
+@pytest.mark.parametrize("body", [
+    "-ERR simulated failure\n",
+    '{"row_count": 2, "rows": [{"uuid": "x"}]}',
+    '{"row_count":1,"rows":[{"uuid":"6e3cfff3-8692-405e-af1c-91f7ec67ef18"',
+    "[]",
+    "",
+])
+def test_partial_or_failed_answers_raise(body: str) -> None:
+    with pytest.raises(ResyncError):
+        parse_channels(body, 0.0)
+
+
+def test_rows_with_bad_uuids_or_hanging_up_are_skipped() -> None:
+    body = ('{"row_count":3,"rows":[{"uuid":"bad uuid","accountcode":"a"},'
+            '{"uuid":"6e3cfff3-8692-405e-af1c-91f7ec67ef18","accountcode":"a","callstate":"HANGUP"},'
+            '{"uuid":"6e3cfff3-8692-405e-af1c-91f7ec67ef19","accountcode":"a","callstate":"RINGING",'
+            '"created_epoch":"100"}]}')
+    rows = parse_channels(body, 160.0)
+    assert [(r.uuid[-2:], r.answered, r.age) for r in rows] == [("19", False, 60.0)]
