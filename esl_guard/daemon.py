@@ -56,6 +56,12 @@ class Daemon:
     def _db_call(self, fn: Callable[..., Any], *args: Any, timeout: float = DB_CALL_TIMEOUT) -> Any:
         return self.db.spawn(fn, *args).get(timeout=timeout)
 
+    def request_stop(self) -> None:
+        self._on_signal(signal.SIGTERM)
+
+    def request_reload(self) -> None:
+        self._on_signal(signal.SIGHUP)
+
     def _on_signal(self, signum: int) -> None:
         self._signals.append(signum)
         self._wake.set()

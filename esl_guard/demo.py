@@ -7,7 +7,6 @@ dialling too fast (and locked for it), one holding a call too long.  Everything 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import tempfile
 import time
@@ -104,7 +103,7 @@ def run_demo(seconds: float = 30.0) -> int:
             if u in fs.calls():
                 fs.hangup(u)
         daemon.writer.flush(5)
-        daemon._on_signal(signal.SIGTERM)
+        daemon.request_stop()
         runner.join(timeout=15)
         fs.stop()
         store = Store(config.database.url)
