@@ -70,6 +70,7 @@ class GuardESL(InboundESL):  # type: ignore[misc]
         self._closed_reason: str | None = None
         self._commands_sent: list[AsyncResult] = []
         self.auth_failed = False
+        self.stopping = False
 
     # -- life cycle ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -123,6 +124,7 @@ class GuardESL(InboundESL):  # type: ignore[misc]
 
     def stop(self) -> None:
         """Polite goodbye (``exit``) then close."""
+        self.stopping = True
         if self.connected:
             try:
                 self.send("exit", timeout=1.0)
@@ -178,7 +180,8 @@ class GuardESL(InboundESL):  # type: ignore[misc]
             self._auth_request_event.set()
         elif ctype in ("text/disconnect-notice", "text/rude-rejection"):
             text = frame.body.decode("utf-8", "replace").strip().replace("\n", " ")
-            log.warning("ESL %s:%s: %s: %s", self.host, self.port, ctype, text)
+            log.log(logging.DEBUG if self.stopping else logging.WARNING, "ESL %s:%s: %s: %s",
+                    self.host, self.port, ctype, text)
             if frame.headers.get("Content-Disposition") != "linger":
                 self._run = False
                 self.connected = False

@@ -118,8 +118,9 @@ class NodeLink:
         self.connected_since = None
         self._closed.set()
         if was:
-            self.last_error = reason
-            log.warning("node %s: disconnected: %s", self.name, reason)
+            self.last_error = None if self._stopping else reason
+            log.log(logging.INFO if self._stopping else logging.WARNING,
+                    "node %s: disconnected: %s", self.name, reason)
             self.owner.node_disconnected(self, reason)
 
     # -- commands -----------------------------------------------------------------------------

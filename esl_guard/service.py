@@ -413,11 +413,16 @@ class Guard:
                 if a.kind is ActionKind.LOCK:
                     a.extra["recorded"] = True
             actions += new
+        wall = self.wall()
         for account, lock in list(tr.locks.items()):
-            if account not in db and not lock.pending:
-                for a in tr.release_lock(account, "manual"):
-                    a.extra["recorded"] = True
-                    actions.append(a)
+            if account in db or lock.pending:
+                continue
+            if lock.until_wall is not None and lock.until_wall <= wall + 1.0:
+                actions += tr.release_lock(account, "expiry")  # expired, not unlocked: record it
+                continue
+            for a in tr.release_lock(account, "manual"):
+                a.extra["recorded"] = True  # `esl-guard unlock` wrote its own audit row
+                actions.append(a)
         if actions:
             self.dispatch(actions)
 
