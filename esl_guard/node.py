@@ -98,14 +98,25 @@ class NodeLink:
         conn = self.conn
         if conn is None:
             return
-        limit = 3 * self.cfg.heartbeat_interval
+        interval = self.cfg.heartbeat_interval
+        limit = 3 * interval
         loop = gevent.get_hub().loop
-        while not self._closed.wait(timeout=min(1.0, limit / 3)):
+        last_probe = 0.0
+        while not self._closed.wait(timeout=min(1.0, interval / 2)):
             loop.update_now()
-            if loop.now() - conn.last_rx > limit:
-                log.warning("node %s: no traffic for %.0fs (3 x heartbeat_interval); reconnecting",
-                            self.name, limit)
+            now = loop.now()
+            idle = now - conn.last_rx
+            if idle > limit:
+                log.warning("node %s: no traffic for %.1fs (3 x heartbeat_interval); the "
+                            "connection is half-open, reconnecting", self.name, idle)
                 conn.close("heartbeat timeout")
+            elif idle > 1.5 * interval and now - last_probe > interval:
+                # No HEARTBEAT (or it is turned off): a cheap command proves the link is alive.
+                last_probe = now
+                try:
+                    conn.send_nowait("api status")
+                except ESLError:
+                    pass
         self._closed.wait()
 
     # -- callbacks from the connection --------------------------------------------------------
