@@ -137,7 +137,8 @@ def daemon_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- greenswitch
 def greenswitch_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
-    port = snd.start("blast", passes=passes, trigger="event plain")
+    # No half-close: greenswitch stops handling queued events once its reader sees EOF.
+    port = snd.start("blast", passes=passes, trigger="event plain", half_close=False)
     expected = passes * snd.info["events_per_pass"]
     done = Event()
     state = {"n": 0, "t": 0.0}
@@ -157,6 +158,8 @@ def greenswitch_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
             raise BenchError(f"greenswitch handled {state['n']} of {expected} events")
         sent = snd.result()
     finally:
+        esl.connected = False  # no "exit": the reply would never be read
+        esl.sock.close()
         esl.stop()
     secs = state["t"] - sent["t_first"]
     return {"events": expected, "seconds": secs, "events_per_s": expected / secs}

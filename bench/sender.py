@@ -6,7 +6,7 @@ a fresh listener on 127.0.0.1 port 0, reports the port, accepts ONE client, spea
 ``show channels``, ``+OK`` for any other api) and then:
 
 * ``blast``: once the client sent the trigger command, writes ``passes`` passes as fast as the
-  socket takes them, half-closes, and reports when the first byte left;
+  socket takes them, reports when the first byte left, and half-closes unless told not to;
 * ``latency``: paces background events at ``rate``/s, interleaves ``breaches`` CREATE events of an
   over-limit account, and times each one from its write to the ``api uuid_kill`` for it.
 
@@ -14,6 +14,7 @@ Plain blocking sockets in one thread (select for reads): no GIL contention skews
 """
 from __future__ import annotations
 
+import itertools
 import select
 import socket
 import time
@@ -62,9 +63,10 @@ class Peer:
                 return
         raise TimeoutError(f"no {trigger!r} from the client")
 
-    def drain(self) -> None:
-        """Half-close, then read until the client closes (bounded)."""
-        self.sock.shutdown(socket.SHUT_WR)
+    def drain(self, half_close: bool = True) -> None:
+        """Half-close (the client sees the end of the stream), then read until it closes."""
+        if half_close:
+            self.sock.shutdown(socket.SHUT_WR)
         self.sock.settimeout(DRAIN_TIMEOUT)
         try:
             while self.sock.recv(65536):
@@ -116,14 +118,16 @@ class Sender:
             sock, _ = listener.accept()
         with sock:
             sock.settimeout(None)
+            # mod_event_socket sets TCP_NODELAY on every listener socket (listener_run()).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(AUTH_REQUEST)
             peer = Peer(sock)
             if kind == "blast":
-                result = self.blast(peer, args["passes"], args.get("trigger"))
+                result = self.blast(peer, args["passes"], args["trigger"])
             else:
                 result = self.latency(peer, **args)
             self.conn.send(("done", result))
-            peer.drain()
+            peer.drain(half_close=args.get("half_close", True))
 
     def blast(self, peer: Peer, passes: int, trigger: str | None) -> dict[str, Any]:
         if trigger:
@@ -137,11 +141,10 @@ class Sender:
                 "bytes": passes * len(stream.buf)}
 
     def background(self) -> Iterator[bytes]:
-        n = 1 << 20  # pass numbers of their own, unlike the blast passes
-        while True:
-            self.stream.patch(n)
-            yield from self.stream.frames()
-            n += 1
+        stream = self.stream
+        for n in itertools.count(1 << 20):  # pass numbers of their own, unlike the blasts
+            for i in range(stream.events):
+                yield stream.frame(i, n)
 
     def latency(self, peer: Peer, seconds: float, rate: float, trigger: str) -> dict[str, Any]:
         peer.until(trigger)

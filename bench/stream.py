@@ -70,6 +70,7 @@ class PassBuffer:
         buf = bytearray()
         bounds = [0]
         offsets: list[int] = []
+        firsts = [0]  # offsets[firsts[i]:firsts[i + 1]] are the uuids of frame i
         for seq, (name, i) in enumerate(schedule(calls), start=1000):
             acct = account(i % accounts) if (i % 2 == 0 or name != "CHANNEL_CREATE") else None
             frame = render(name, uuids[i], acct, seq, BASE_US + i * 1000)
@@ -80,9 +81,11 @@ class PassBuffer:
                 pos = frame.find(needle, pos + len(needle))
             buf += frame
             bounds.append(len(buf))
+            firsts.append(len(offsets))
         self.buf = buf
         self.bounds = bounds
         self.offsets = offsets
+        self.firsts = firsts
         self.events = len(bounds) - 1
 
     def patch(self, n: int) -> None:
@@ -92,9 +95,13 @@ class PassBuffer:
         for off in self.offsets:
             buf[off:off + 8] = prefix
 
-    def frames(self) -> list[bytes]:
-        buf, b = self.buf, self.bounds
-        return [bytes(buf[b[i]:b[i + 1]]) for i in range(self.events)]
+    def frame(self, i: int, n: int) -> bytes:
+        """Frame ``i`` of pass ``n`` (patches only that frame: a few microseconds)."""
+        prefix = b"%08x" % n
+        buf = self.buf
+        for off in self.offsets[self.firsts[i]:self.firsts[i + 1]]:
+            buf[off:off + 8] = prefix
+        return bytes(buf[self.bounds[i]:self.bounds[i + 1]])
 
 
 def breach_frames(n: int, seed: int = 2) -> list[tuple[str, bytes, bytes]]:

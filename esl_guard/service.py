@@ -68,6 +68,9 @@ class Guard:
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._warned: set[str] = set()
+        # Bounded label values: the subscribed event names, everything else is "other".
+        self._event_counters = {name: self.metrics.events.labels(name) for name in
+                                (*CALL_EVENTS, "HEARTBEAT", "BACKGROUND_JOB", "other")}
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -110,8 +113,10 @@ class Guard:
 
     # ------------------------------------------------------------------ events
     def node_event(self, node: str, name: str, body: bytes) -> None:
-        self.metrics.events.labels(name if name in CALL_EVENTS or name in
-                                   ("HEARTBEAT", "BACKGROUND_JOB") else "other").inc()
+        counter = self._event_counters.get(name)
+        if counter is None:
+            counter = self._event_counters["other"]
+        counter.inc()
         if name not in CALL_EVENTS:
             return
         st = self.sync[node]
@@ -144,6 +149,7 @@ class Guard:
             self.metrics.reconnects.labels(link.name).inc()
         self._push_all_locks(link)
         st = self.sync[link.name]
+        st.ok = False
         st.syncing = True
         st.buffer = []
         gevent.spawn(self._initial_resync, link, st)
@@ -196,6 +202,13 @@ class Guard:
             st.next_resync = self.clock() + min(5.0, link.cfg.resync_interval)
             self._flush_buffer(link.name, st)
             return
+        # A call whose CHANNEL_CREATE arrived after we subscribed is a new call, not one that
+        # was already up: it is left out of the snapshot and goes through the policy when the
+        # buffered events are replayed.
+        decoder = self.decoders[link.name]
+        created = {ev.uuid for name, body in st.buffer if name == "CHANNEL_CREATE"
+                   for ev in (decoder.decode(body, name),) if ev is not None}
+        rows = [r for r in rows if r.uuid not in created]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
         self._resync_done(link, st, added, dropped, "initial")
         self.dispatch(actions)
@@ -293,15 +306,13 @@ class Guard:
         parts.append(f"dry_run={str(a.dry_run).lower()}")
         if a.detail:
             parts.append(f"detail={a.detail!r}")
-        log.warning(" ".join(parts)) if a.kind is not ActionKind.VIOLATION else log.info(" ".join(parts))
+        log.log(logging.INFO if a.kind is ActionKind.VIOLATION else logging.WARNING, " ".join(parts))
 
     def _record(self, a: Action) -> None:
         if self.writer is None:
             return
         now = self.wall()
         origin = str(a.extra.get("origin", "auto"))
-        if a.kind is ActionKind.UNLOCK and origin == "expiry":
-            origin = "expiry"
         self.writer.submit({
             "op": "audit", "event_id": str(uuidlib.uuid4()), "time": now, "account": a.account,
             "kind": a.kind.value, "rule": a.rule.value if a.rule else None, "uuid": a.uuid,

@@ -70,3 +70,10 @@ class Harness:
 
     def killed(self, uuid: str) -> bool:
         return any(u == uuid for u, _ in self.fs.kills)
+
+
+def cli(argv: list[str]) -> int:
+    """The CLI in a native thread: it blocks on the DB while the hub keeps serving sockets."""
+    from esl_guard.cli import main
+
+    return int(gevent.get_hub().threadpool.spawn(main, argv).get(timeout=60))

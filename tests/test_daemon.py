@@ -1,7 +1,6 @@
 """The daemon end to end over real TCP against the ESL simulator (issue: the enforcement daemon)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
@@ -9,20 +8,6 @@ import pytest
 
 from esl_guard.simulator import FakeFreeSWITCH
 from tests.harness import Harness, node_section, wait_for
-
-
-@pytest.fixture
-def fs() -> Iterator[FakeFreeSWITCH]:
-    sim = FakeFreeSWITCH().start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def h(tmp_path: Path, fs: FakeFreeSWITCH) -> Iterator[Harness]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path / 'guard.db'}", fs)
-    yield harness
-    harness.stop()
 
 
 def live(fs: FakeFreeSWITCH) -> set[str]:
@@ -200,3 +185,19 @@ def test_garbage_and_truncated_frames_leave_it_enforcing(h: Harness, fs: FakeFre
     fs.create_call("acme", account_on="create")
     u = fs.create_call("acme", account_on="create")
     assert wait_for(lambda: h.killed(u), timeout=10)
+
+
+def test_calls_created_during_the_initial_resync_go_through_the_policy(
+        h: Harness, fs: FakeFreeSWITCH) -> None:
+    fs.api_delay = 0.3  # the snapshot answer is slow: calls are created while it is in flight
+    from esl_guard.config import load_config
+    from esl_guard.daemon import Daemon
+
+    h.write("max_concurrent_calls = 1")
+    daemon = Daemon(str(h.conf), load_config(h.conf))
+    h.daemon, h.runner = daemon, gevent.spawn(daemon.run)
+    assert wait_for(lambda: any(c.startswith("api show channels") for c in fs.commands))
+    a = fs.create_call("acme", account_on="create")
+    b = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: h.killed(b), timeout=5)
+    assert a in fs.calls()

@@ -4,36 +4,16 @@ from __future__ import annotations
 import errno
 import json
 import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
 import pytest
 from sqlalchemy.engine import make_url
 
-from esl_guard.cli import main as _cli
 from esl_guard.simulator import FakeFreeSWITCH, render_event
 from esl_guard.store import Journal
-from tests.harness import Harness, wait_for
+from tests.harness import Harness, cli, wait_for
 from tests.tcp_proxy import CuttableProxy
-
-
-def cli(argv: list[str]) -> int:
-    return int(gevent.get_hub().threadpool.spawn(_cli, argv).get(timeout=60))
-
-
-@pytest.fixture
-def fs() -> Iterator[FakeFreeSWITCH]:
-    sim = FakeFreeSWITCH().start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def h(tmp_path: Path, fs: FakeFreeSWITCH) -> Iterator[Harness]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path / 'guard.db'}", fs)
-    yield harness
-    harness.stop()
 
 
 def recovered(h: Harness, before: int) -> bool:
@@ -93,7 +73,7 @@ def test_non_utf8_account_is_enforced_but_never_written_into_a_command(
         h: Harness, fs: FakeFreeSWITCH) -> None:
     h.start("max_concurrent_calls = 1\nlock_after = 1/1m")
     uuids = [str(uuidlib.uuid4()) for _ in range(2)]
-    for i, u in enumerate(uuids):
+    for u in uuids:
         body = (b"Event-Name: CHANNEL_CREATE\nUnique-ID: " + u.encode() +
                 b"\nCall-Direction: inbound\nvariable_accountcode: bad\xff\xfe%0Aapi%20x\n\n")
         fs.send_raw(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(body), body))

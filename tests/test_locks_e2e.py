@@ -5,13 +5,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import gevent
 import pytest
 from sqlalchemy.engine import make_url
 
-from esl_guard.cli import main as _cli
 from esl_guard.simulator import FakeFreeSWITCH
-from tests.harness import Harness, wait_for
+from tests.harness import Harness, cli, wait_for
 from tests.tcp_proxy import CuttableProxy
 
 POLICY = "max_concurrent_calls = 10\nlock_after = 2/1m\nlock_duration = 1h\n"
@@ -19,22 +17,10 @@ ACME = "[account:acme]\nmax_concurrent_calls = 1\n"
 
 
 @pytest.fixture
-def fs() -> Iterator[FakeFreeSWITCH]:
-    sim = FakeFreeSWITCH().start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
 def h(tmp_path: Path, db_url: str, fs: FakeFreeSWITCH) -> Iterator[Harness]:
     harness = Harness(tmp_path, db_url, fs)
     yield harness
     harness.stop()
-
-
-def cli(argv: list[str]) -> int:
-    """The CLI in a native thread: it blocks on the DB, and the hub must keep serving the proxy."""
-    return int(gevent.get_hub().threadpool.spawn(_cli, argv).get(timeout=60))
 
 
 def audit(h: Harness, *extra: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
@@ -18,20 +17,6 @@ from gevent import socket
 from esl_guard.cli import main as cli
 from esl_guard.simulator import FakeFreeSWITCH
 from tests.harness import Harness, node_section, wait_for
-
-
-@pytest.fixture
-def fs() -> Iterator[FakeFreeSWITCH]:
-    sim = FakeFreeSWITCH().start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def h(tmp_path: Path, fs: FakeFreeSWITCH) -> Iterator[Harness]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path / 'guard.db'}", fs)
-    yield harness
-    harness.stop()
 
 
 def free_port() -> int:
