@@ -68,6 +68,12 @@ class Guard:
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._warned: set[str] = set()
+        # Gauges computed when scraped, so they are never stale.
+        tr = self.tracker
+        self.metrics.active_calls.set_function(tr.live_calls)
+        self.metrics.active_accounts.set_function(
+            lambda: sum(1 for st in tr.accounts.values() if st.calls))
+        self.metrics.locks_active.set_function(lambda: len(tr.locks))
         # Bounded label values: the subscribed event names, everything else is "other".
         self._event_counters = {name: self.metrics.events.labels(name) for name in
                                 (*CALL_EVENTS, "HEARTBEAT", "BACKGROUND_JOB", "other")}
@@ -253,7 +259,6 @@ class Guard:
         level = logging.INFO if (added or dropped or kind == "initial") else logging.DEBUG
         syslog.log(level, "node %s: %s resync: %d calls added, %d phantom calls dropped",
                    link.name, kind, added, dropped)
-        self._update_gauges()
 
     # ------------------------------------------------------------------ actions
     def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
@@ -281,14 +286,6 @@ class Guard:
                                 "rule": action.rule.value if action.rule else None,
                                 "uuid": action.uuid, "node": action.node,
                                 "dry_run": action.dry_run})
-        if actions:
-            self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        tr = self.tracker
-        self.metrics.active_calls.set(tr.live_calls())
-        self.metrics.active_accounts.set(sum(1 for s in tr.accounts.values() if s.calls))
-        self.metrics.locks_active.set(len(tr.locks))
 
     def _log_action(self, a: Action) -> None:
         parts = [f"{a.kind.value}:", f"account={describe_account(a.account)}",
