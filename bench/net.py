@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import socket
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from greenswitch import InboundESL
 from bench import sender
 from bench.stream import NODE, OVER_ACCOUNT, OVER_LIMITS, PASSWORD, POLICY
 from esl_guard.config import Config, NodeConfig
+from esl_guard.esl import GuardESL
 from esl_guard.events import CALL_EVENTS, SUBSCRIPTION
 from esl_guard.node import NodeLink
 from esl_guard.service import Guard
@@ -86,6 +88,12 @@ class BenchGuard(Guard):
         super().__init__(config)
         self.ended = Event()
         self.ended_at = 0.0
+        self.conns: list[GuardESL] = []
+
+    def node_connected(self, link: NodeLink) -> None:
+        if link.conn is not None:
+            self.conns.append(link.conn)
+        super().node_connected(link)
 
     def node_disconnected(self, link: NodeLink, reason: str) -> None:
         if not self.ended.is_set():
@@ -116,9 +124,18 @@ def quiet_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def daemon_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
+def stop(guard: BenchGuard) -> None:
+    guard.stop()
+    for conn in guard.conns:
+        # GuardESL.close() leaves the socket open while greenswitch's makefile() object
+        # holds it (see the benchmark report); close it so the sender sees the end.
+        conn.sock_file.close()
+
+
+def daemon_throughput(snd: SenderProcess, passes: int,
+                      guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
     port = snd.start("blast", passes=passes, trigger="api show channels")
-    guard = BenchGuard(bench_config(port))
+    guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:
         if not guard.ended.wait(timeout=RUN_TIMEOUT):
@@ -127,7 +144,7 @@ def daemon_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
         seen = guard.events_seen()
         calls = guard.tracker.tracked_channels()
     finally:
-        guard.stop()
+        stop(guard)
     if seen != sent["events"]:
         raise BenchError(f"the daemon counted {seen} of {sent['events']} events")
     secs = guard.ended_at - sent["t_first"]
@@ -158,8 +175,8 @@ def greenswitch_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
             raise BenchError(f"greenswitch handled {state['n']} of {expected} events")
         sent = snd.result()
     finally:
-        esl.connected = False  # no "exit": the reply would never be read
-        esl.sock.close()
+        esl.connected = False  # no "exit": its reply would never be read
+        esl.sock.shutdown(socket.SHUT_RDWR)  # wakes its reader; close() would not (makefile)
         esl.stop()
     secs = state["t"] - sent["t_first"]
     return {"events": expected, "seconds": secs, "events_per_s": expected / secs}
@@ -188,14 +205,15 @@ def raw_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- latency
-def latency(snd: SenderProcess, seconds: float, rate: float) -> dict[str, Any]:
+def latency(snd: SenderProcess, seconds: float, rate: float,
+            guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
     port = snd.start("latency", seconds=seconds, rate=rate, trigger="api show channels")
-    guard = BenchGuard(bench_config(port))
+    guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:
         res = snd.result(seconds + RUN_TIMEOUT)
     finally:
-        guard.stop()
+        stop(guard)
     samples: list[float] = res.pop("samples")
     if not samples:
         raise BenchError("no uuid_kill came back")

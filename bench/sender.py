@@ -63,15 +63,21 @@ class Peer:
                 return
         raise TimeoutError(f"no {trigger!r} from the client")
 
-    def drain(self, half_close: bool = True) -> None:
-        """Half-close (the client sees the end of the stream), then read until it closes."""
+    def drain(self, half_close: bool) -> None:
+        """Wait (bounded) for the client to close: after a half-close (the client sees the end
+        of the stream) by discarding what it sends, else still answering its commands."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
         if half_close:
             self.sock.shutdown(socket.SHUT_WR)
-        self.sock.settimeout(DRAIN_TIMEOUT)
         try:
-            while self.sock.recv(65536):
-                pass
-        except OSError:
+            while time.monotonic() < deadline:
+                if half_close:
+                    self.sock.settimeout(DRAIN_TIMEOUT)
+                    if not self.sock.recv(65536):
+                        return
+                else:
+                    self.read(deadline - time.monotonic())
+        except (OSError, EOFError):
             pass
 
 
@@ -127,7 +133,7 @@ class Sender:
             else:
                 result = self.latency(peer, **args)
             self.conn.send(("done", result))
-            peer.drain(half_close=args.get("half_close", True))
+            peer.drain(half_close=kind == "blast" and args.get("half_close", True))
 
     def blast(self, peer: Peer, passes: int, trigger: str | None) -> dict[str, Any]:
         if trigger:

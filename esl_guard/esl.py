@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import gevent
 import gevent.lock
+from gevent import socket
 from gevent.event import AsyncResult
 from greenswitch.esl import InboundESL, NotConnectedError
 
@@ -111,12 +112,17 @@ class GuardESL(InboundESL):  # type: ignore[misc]
             if not result.ready():
                 result.set_exception(ESLError(f"connection closed: {reason}"))
         self._auth_request_event.set()
+        # greenswitch's makefile() holds the fd too: shut the socket down, then close both, or
+        # the connection stays open (and FreeSWITCH keeps queueing to it) until GC.
         sock = getattr(self, "sock", None)
         if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            for step in (lambda: sock.shutdown(socket.SHUT_RDWR), sock.close,
+                         getattr(self, "sock_file", None) and self.sock_file.close):
+                try:
+                    if step:
+                        step()
+                except OSError:
+                    pass
         try:
             self.on_close(reason)
         except Exception:  # noqa: BLE001 - a callback bug must not hide the close

@@ -59,7 +59,7 @@ class FrameReader:
             length = 0
             raw_len = headers.get("Content-Length")
             if raw_len is not None:
-                if not raw_len.isdigit():
+                if not (raw_len.isascii() and raw_len.isdigit()):
                     raise ProtocolError(f"bad Content-Length {raw_len[:40]!r}")
                 length = int(raw_len)
                 if length > self._max_frame:

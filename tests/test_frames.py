@@ -102,6 +102,7 @@ def test_arbitrary_bytes_never_raise_anything_but_protocol_error(data: bytes) ->
 @pytest.mark.parametrize("block, message", [
     (b"Content-Length: -5\nContent-Type: text/event-plain\n\n", "bad Content-Length"),
     (b"Content-Length: 12abc\n\n", "bad Content-Length"),
+    ("Content-Length: \u00b2\n\n".encode(), "bad Content-Length"),  # a Unicode digit
     (b"Content-Length: 99999999999\n\n", "over the"),
     (b"garbage without a colon\n\n", "not a header line"),
 ])
