@@ -14,7 +14,7 @@ line of every event.  :class:`GuardESL` keeps the class and replaces those three
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import gevent
 import gevent.lock
@@ -43,7 +43,7 @@ class Reply:
 
     __slots__ = ("headers", "body")
 
-    def __init__(self, headers: dict[str, str], body: str) -> None:
+    def __init__(self, headers: Mapping[str, str], body: str) -> None:
         self.headers = headers
         self.body = body
 

@@ -1,8 +1,10 @@
-"""Plain ESL event bodies -> :class:`CallEvent`.  Pure, no I/O.
+"""Plain ESL event bodies -> call events.  Pure, no I/O.
 
-A real channel event carries 100-230 URL-encoded headers (4-12 KB); esl-guard needs five of
-them.  Instead of decoding every line (what greenswitch does) this looks up only the headers it
-uses with ``bytes.find`` inside the header section and URL-decodes just those values.
+A real channel event carries 100-230 URL-encoded headers (4-12 KB); esl-guard needs at most
+four of them, and for most events only ``Unique-ID``.  :class:`LazyEvent` looks a header up
+(``bytes.find``) only when the tracker asks for it, and URL-decodes just that value.  A header
+only counts when it lies before the blank line that ends the header block, so nothing in an
+event's body can pose as a header.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from esl_guard.model import CallEvent
 
 #: Events the daemon subscribes to.  CHANNEL_PROGRESS(_MEDIA) carry a dialplan-set account on a
 #: ringing call before it is answered; HANGUP and HANGUP_COMPLETE both end a call (whichever
-#: comes first), DESTROY is a last resort for a missed hangup.
+#: comes first; a peer may send only one of them).
 CALL_EVENTS = frozenset({
     "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
@@ -20,25 +22,36 @@ CALL_EVENTS = frozenset({
 END_EVENTS = frozenset({"CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
 SUBSCRIPTION = (
     "CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_HANGUP "
-    "CHANNEL_HANGUP_COMPLETE CHANNEL_DESTROY HEARTBEAT BACKGROUND_JOB"
+    "CHANNEL_HANGUP_COMPLETE HEARTBEAT BACKGROUND_JOB"
 )
 
 _EVENT_NAME = b"Event-Name: "
+_UNIQUE_ID = b"\nUnique-ID: "
+_DIRECTION = b"\nCall-Direction: "
+_OTHER_LEG = b"\nOther-Leg-Unique-ID: "
+_UNSET = object()
 
 
-def header_value(body: bytes, key: bytes, end: int) -> str | None:
-    """The decoded value of header ``key`` (given as ``b"\\nName: "``) before offset ``end``."""
-    i = body.find(key, 0, end)
+def raw_value(body: bytes, key: bytes) -> bytes | None:
+    """The raw value of header ``key`` (given as ``b"\\nName: "``), or None."""
+    i = body.find(key)
     if i < 0:
         if not body.startswith(key[1:]):
             return None
         start = len(key) - 1
     else:
+        if body.find(b"\n\n", 0, i + 1) >= 0:
+            return None  # past the header block: part of a body, not a header
         start = i + len(key)
-    stop = body.find(b"\n", start, end)
-    if stop < 0:
-        stop = end
-    raw = body[start:stop]
+    stop = body.find(b"\n", start)
+    return body[start:] if stop < 0 else body[start:stop]
+
+
+def header_value(body: bytes, key: bytes) -> str | None:
+    """The URL-decoded value of header ``key`` (``b"\\nName: "``), or None."""
+    raw = raw_value(body, key)
+    if raw is None:
+        return None
     if b"%" in raw:
         return unquote(raw.decode("utf-8", "replace"), errors="replace")
     return raw.decode("utf-8", "replace")
@@ -51,34 +64,62 @@ def event_name(body: bytes) -> str | None:
         if stop < 0:
             return None
         return body[len(_EVENT_NAME):stop].decode("ascii", "replace")
-    end = _header_end(body)
-    return header_value(body, b"\n" + _EVENT_NAME, end)
+    return header_value(body, b"\n" + _EVENT_NAME)
 
 
-def _header_end(body: bytes) -> int:
-    end = body.find(b"\n\n")
-    return len(body) if end < 0 else end
+class LazyEvent:
+    """A call event whose ``account`` and ``b_leg`` are decoded on first use."""
+
+    __slots__ = ("name", "node", "uuid", "body", "_account_key", "_account", "_b_leg")
+
+    def __init__(self, name: str, node: str, uuid: str, body: bytes, account_key: bytes) -> None:
+        self.name = name
+        self.node = node
+        self.uuid = uuid
+        self.body = body
+        self._account_key = account_key
+        self._account: object = _UNSET
+        self._b_leg: bool | None = None
+
+    @property
+    def account(self) -> str | None:
+        if self._account is _UNSET:
+            self._account = header_value(self.body, self._account_key) or None
+        return self._account  # type: ignore[return-value]
+
+    @property
+    def b_leg(self) -> bool:
+        """The outbound leg of a bridge/originate: outbound, with an Other-Leg-Unique-ID."""
+        if self._b_leg is None:
+            self._b_leg = (raw_value(self.body, _DIRECTION) == b"outbound"
+                           and raw_value(self.body, _OTHER_LEG) is not None)
+        return self._b_leg
+
+    @property
+    def other_leg(self) -> str | None:
+        return header_value(self.body, _OTHER_LEG) or None
 
 
 class EventDecoder:
-    """Turns plain event bodies into CallEvents for one node and one account variable."""
+    """Decodes plain event bodies for one node and one account variable."""
 
-    __slots__ = ("node", "_account_key")
+    __slots__ = ("node", "account_key")
 
     def __init__(self, node: str, account_variable: str = "accountcode") -> None:
         self.node = node
-        self._account_key = b"\nvariable_" + account_variable.encode("ascii") + b": "
+        self.account_key = b"\nvariable_" + account_variable.encode("ascii") + b": "
+
+    def lazy(self, body: bytes, name: str) -> LazyEvent | None:
+        """A LazyEvent, or None when the event has no Unique-ID."""
+        raw = raw_value(body, _UNIQUE_ID)
+        if not raw:
+            return None
+        uuid = raw.decode("ascii", "replace") if b"%" not in raw else header_value(body, _UNIQUE_ID)
+        return LazyEvent(name, self.node, uuid or "", body, self.account_key)
 
     def decode(self, body: bytes, name: str) -> CallEvent | None:
-        """A CallEvent for a channel event, or None when it lacks a Unique-ID."""
-        end = _header_end(body)
-        uuid = header_value(body, b"\nUnique-ID: ", end)
-        if not uuid:
+        """Every field at once (tests, tools); the daemon uses :meth:`lazy`."""
+        ev = self.lazy(body, name)
+        if ev is None:
             return None
-        account = header_value(body, self._account_key, end) or None
-        other = header_value(body, b"\nOther-Leg-Unique-ID: ", end) or None
-        b_leg = False
-        if other is not None:
-            direction = header_value(body, b"\nCall-Direction: ", end)
-            b_leg = direction == "outbound"
-        return CallEvent(name, self.node, uuid, account, b_leg, other)
+        return CallEvent(name, self.node, ev.uuid, ev.account, ev.b_leg, ev.other_leg)

@@ -2,13 +2,31 @@
 (only the names we subscribe to), result -- never an account."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _EventCounts(Collector):
+    """Events received by name: plain ints bumped on the hot path, exported when scraped."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("esl_guard_events", "ESL events received", labels=["event"])
+        for name, n in sorted(self.counts.items()):
+            family.add_metric([name], n)
+        yield family
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.events = Counter("esl_guard_events_total", "ESL events received", ["event"], registry=r)
+        self.event_counts: dict[str, int] = {}
+        r.register(_EventCounts(self.event_counts))
         self.active_calls = Gauge("esl_guard_active_calls", "Calls counted against accounts", registry=r)
         self.active_accounts = Gauge("esl_guard_active_accounts", "Accounts with live calls", registry=r)
         self.untracked = Counter("esl_guard_untracked_channels_total",

@@ -6,6 +6,7 @@ one log line per failed attempt, reset after every successful connection).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -79,7 +80,8 @@ class NodeLink:
         self._closed.clear()
         conn = GuardESL(self.cfg.host, self.cfg.port, self.cfg.password,
                         timeout=self.cfg.connect_timeout, command_timeout=self.cfg.command_timeout,
-                        on_event=self._on_event, on_close=self._on_close)
+                        on_event=functools.partial(self.owner.node_event, self.name),
+                        on_close=self._on_close)
         self.conn = conn
         conn.connect()
         reply = conn.send(f"event plain {SUBSCRIPTION}")
@@ -120,9 +122,6 @@ class NodeLink:
         self._closed.wait()
 
     # -- callbacks from the connection --------------------------------------------------------
-    def _on_event(self, name: str, body: bytes) -> None:
-        self.owner.node_event(self.name, name, body)
-
     def _on_close(self, reason: str) -> None:
         was = self.connected
         self.connected = False

@@ -75,8 +75,9 @@ class Guard:
             lambda: sum(1 for st in tr.accounts.values() if st.calls))
         self.metrics.locks_active.set_function(lambda: len(tr.locks))
         # Bounded label values: the subscribed event names, everything else is "other".
-        self._event_counters = {name: self.metrics.events.labels(name) for name in
-                                (*CALL_EVENTS, "HEARTBEAT", "BACKGROUND_JOB", "other")}
+        self._counts = self.metrics.event_counts
+        for name in (*CALL_EVENTS, "HEARTBEAT", "BACKGROUND_JOB", "other"):
+            self._counts[name] = 0
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -119,11 +120,11 @@ class Guard:
 
     # ------------------------------------------------------------------ events
     def node_event(self, node: str, name: str, body: bytes) -> None:
-        counter = self._event_counters.get(name)
-        if counter is None:
-            counter = self._event_counters["other"]
-        counter.inc()
-        if name not in CALL_EVENTS:
+        counts = self._counts
+        if name in CALL_EVENTS:
+            counts[name] += 1
+        else:
+            counts[name if name in counts else "other"] += 1
             return
         st = self.sync[node]
         if st.syncing:
@@ -133,11 +134,12 @@ class Guard:
 
     def _apply_event(self, node: str, name: str, body: bytes, st: NodeSync) -> None:
         t0 = time.perf_counter()
-        ev = self.decoders[node].decode(body, name)
+        ev = self.decoders[node].lazy(body, name)
         if ev is None:
             self.metrics.bad_input.labels("no_unique_id").inc()
             return
-        if not is_uuid(ev.uuid):
+        calls = self.tracker.nodes.get(node)
+        if (calls is None or ev.uuid not in calls) and not is_uuid(ev.uuid):
             self.metrics.bad_input.labels("bad_uuid").inc()
             self._warn_once("bad_uuid", "ignoring channel events whose Unique-ID is not a UUID "
                             f"(first: {describe_account(ev.uuid)} on node {node})")
@@ -213,7 +215,7 @@ class Guard:
         # buffered events are replayed.
         decoder = self.decoders[link.name]
         created = {ev.uuid for name, body in st.buffer if name == "CHANNEL_CREATE"
-                   for ev in (decoder.decode(body, name),) if ev is not None}
+                   for ev in (decoder.lazy(body, name),) if ev is not None}
         rows = [r for r in rows if r.uuid not in created]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
         self._resync_done(link, st, added, dropped, "initial")
@@ -262,6 +264,13 @@ class Guard:
 
     # ------------------------------------------------------------------ actions
     def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
+        killed = False
+        for action in actions:  # hang up first: logging and the audit row can wait
+            if action.kind is ActionKind.HANGUP and not action.dry_run:
+                self._kill(action)
+                killed = True
+        if killed and t0 is not None:
+            self.metrics.latency.observe(time.perf_counter() - t0)
         for action in actions:
             self._log_action(action)
             if not action.extra.get("recorded"):
@@ -271,10 +280,6 @@ class Guard:
             if action.kind is ActionKind.VIOLATION:
                 self.metrics.violations.labels(action.rule.value if action.rule else "none",
                                                str(action.dry_run).lower()).inc()
-            elif action.kind is ActionKind.HANGUP and not action.dry_run:
-                self._kill(action)
-                if t0 is not None:
-                    self.metrics.latency.observe(time.perf_counter() - t0)
             elif action.kind is ActionKind.LOCK and not action.dry_run:
                 for link in self.links.values():
                     self._push_lock(link, action.account, action.until)

@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from esl_guard.events import END_EVENTS
-from esl_guard.model import Action, ActionKind, CallEvent, Limits, Rule, format_duration
+from esl_guard.model import Action, ActionKind, Limits, Rule, format_duration
 
 ESCALATION_WINDOW = 30 * 86400.0
+
+
+class CallEventLike(Protocol):
+    """A CallEvent, or a LazyEvent that decodes ``account``/``b_leg`` on first use."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def b_leg(self) -> bool: ...
 
 
 class Call:
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct")
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "tkey")
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -32,15 +49,23 @@ class Call:
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
+        self.tkey: int | None = None  # the duration-timer bucket holding this call
+
+
+#: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
+B_LEG = Call("", "")
+
+TIMER_SLOTS_PER_SECOND = 10  # duration timers fire within 0.1 s (+ the tick) of the deadline
 
 
 class AccountState:
-    __slots__ = ("calls", "creations", "violations")
+    __slots__ = ("name", "calls", "creations", "violations")
 
-    def __init__(self) -> None:
-        self.calls: set[Call] = set()          # live counted calls, on every node
-        self.creations: deque[float] = deque()  # call creations in the rate window
-        self.violations: deque[float] = deque()  # violations in the lock_after window
+    def __init__(self, name: str) -> None:
+        self.name = name                     # every Call of the account shares this string
+        self.calls: set[Call] = set()        # live counted calls, on every node
+        self.creations: deque[float] | None = None   # call creations in the rate window
+        self.violations: deque[float] | None = None  # violations in the lock_after window
 
 
 @dataclass(slots=True)
@@ -72,9 +97,11 @@ class Tracker:
         self.nodes: dict[str, dict[str, Call]] = {}
         self.accounts: dict[str, AccountState] = {}
         self.locks: dict[str, Lock] = {}
-        self._timers: list[tuple[float, int, Call]] = []
+        # Duration timers: buckets of 1/TIMER_SLOTS_PER_SECOND s; a call leaves its bucket when
+        # it ends, so nothing is held for calls that are gone.
+        self._buckets: dict[int, set[Call]] = {}
+        self._next_slot: int | None = None
         self._lock_timers: list[tuple[float, str, str]] = []
-        self._seq = itertools.count()
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
         self._lock_ids = (f"auto-{i}" for i in itertools.count())
         self.new_lock_id: Callable[[], str] = lambda: next(self._lock_ids)
@@ -91,6 +118,7 @@ class Tracker:
         return sum(len(st.calls) for st in self.accounts.values())
 
     def tracked_channels(self) -> int:
+        """A-legs and B-legs this daemon knows of, on every node."""
         return sum(len(calls) for calls in self.nodes.values())
 
     def is_locked(self, account: str) -> bool:
@@ -102,32 +130,45 @@ class Tracker:
                               key=lambda x: x[1])
 
     # ------------------------------------------------------------------ events
-    def on_event(self, ev: CallEvent, now: float) -> list[Action]:
+    def on_event(self, ev: CallEventLike, now: float) -> list[Action]:
+        """Apply one channel event.  ``ev.account`` and ``ev.b_leg`` are read only when needed
+        (a LazyEvent decodes them on first use)."""
         calls = self.nodes.get(ev.node)
         if calls is None:
             calls = self.nodes[ev.node] = {}
         call = calls.get(ev.uuid)
+        if call is B_LEG:
+            if ev.name in END_EVENTS:
+                del calls[ev.uuid]
+            return []
         if ev.name in END_EVENTS:
             if call is not None:
                 self._drop(calls, call)
             return []
         if call is None:
             if ev.b_leg:
-                return []  # the outbound leg of a bridge is not a call of its own
+                calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
+                return []
             call = calls[ev.uuid] = Call(ev.node, ev.uuid)
         actions: list[Action] = []
-        if call.account is None and ev.account:
-            actions = self._learn_account(call, ev.account, now)
-        if ev.name == "CHANNEL_ANSWER" and call.answered is None:
+        if call.account is None:
+            account = ev.account
+            if account:
+                actions = self._learn_account(call, account, now)
+        if call.answered is None and ev.name == "CHANNEL_ANSWER":
             call.answered = now
             self._arm_duration(call, now)
         return actions
 
-    def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
-        call.account = account
+    def _account_state(self, account: str) -> AccountState:
         st = self.accounts.get(account)
         if st is None:
-            st = self.accounts[account] = AccountState()
+            st = self.accounts[account] = AccountState(account)
+        return st
+
+    def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
+        st = self._account_state(account)
+        call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
         if self.fail_closed:
@@ -141,6 +182,8 @@ class Tracker:
         rate = limits.max_call_rate
         if rate is not None:
             window = st.creations
+            if window is None:
+                window = st.creations = deque()
             horizon = now - rate.window
             while window and window[0] <= horizon:
                 window.popleft()
@@ -148,8 +191,8 @@ class Tracker:
             if len(window) > rate.count:
                 return self._violate(call, Rule.RATE, limits, str(rate),
                                      f"{len(window)}/{format_duration(rate.window)}", now)
-        elif st.creations:
-            st.creations.clear()
+        elif st.creations is not None:
+            st.creations = None
         cap = limits.max_concurrent_calls
         if cap is not None and len(st.calls) + 1 > cap:
             return self._violate(call, Rule.CONCURRENCY, limits, str(cap), str(len(st.calls) + 1), now)
@@ -164,7 +207,8 @@ class Tracker:
         if call.counted and call.acct is not None:
             call.acct.calls.discard(call)
             call.counted = False
-        call.answered = None  # disarms any pending duration timer
+        self._disarm(call)
+        call.answered = None
 
     # ------------------------------------------------------------------ decisions
     def _violate(self, call: Call, rule: Rule, limits: Limits, limit: str, observed: str,
@@ -174,6 +218,7 @@ class Tracker:
         if call.counted and call.acct is not None:
             call.acct.calls.discard(call)
             call.counted = False
+        self._disarm(call)
         actions = [
             Action(ActionKind.VIOLATION, call.account, rule, call.node, call.uuid, limit=limit,
                    observed=observed, dry_run=limits.dry_run,
@@ -192,7 +237,10 @@ class Tracker:
         after = limits.lock_after
         if after is None or self.is_locked(account):
             return []
-        window = self.accounts[account].violations
+        st = self._account_state(account)
+        window = st.violations
+        if window is None:
+            window = st.violations = deque()
         horizon = now - after.window
         while window and window[0] <= horizon:
             window.popleft()
@@ -242,6 +290,7 @@ class Tracker:
                 st.calls.discard(call)
                 call.counted = False
                 call.doomed = True
+                self._disarm(call)
                 actions.append(Action(ActionKind.HANGUP, lock.account, Rule.LOCKED, call.node,
                                       call.uuid, cause=limits.hangup_cause,
                                       detail=f"account locked: {lock.reason}"))
@@ -274,25 +323,44 @@ class Tracker:
             return
         limit = self.limits_for(call.account).max_call_duration
         if limit is not None:
-            heapq.heappush(self._timers, (call.answered + limit, next(self._seq), call))
+            self._arm_at(call, call.answered + limit)
+
+    def _arm_at(self, call: Call, deadline: float) -> None:
+        self._disarm(call)
+        key = math.ceil(deadline * TIMER_SLOTS_PER_SECOND - 1e-9)  # first slot at/after it
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+        bucket.add(call)
+        call.tkey = key
+        if self._next_slot is None or key < self._next_slot:
+            self._next_slot = key
+
+    def _disarm(self, call: Call) -> None:
+        key = call.tkey
+        if key is not None:
+            call.tkey = None
+            bucket = self._buckets.get(key)
+            if bucket is not None:
+                bucket.discard(call)
+                if not bucket:
+                    del self._buckets[key]
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, call = heapq.heappop(timers)
-            if not call.counted or call.answered is None or call.account is None:
-                continue  # ended, doomed or killed meanwhile
-            limits = self.limits_for(call.account)
-            limit = limits.max_call_duration
-            if limit is None:
-                continue
-            deadline = call.answered + limit
-            if deadline > now:  # the limit was raised by a reload
-                heapq.heappush(timers, (deadline, next(self._seq), call))
-                continue
-            actions.extend(self._violate(call, Rule.DURATION, limits, format_duration(limit),
-                                         format_duration(round(now - call.answered, 1)), now))
+        current = int(now * TIMER_SLOTS_PER_SECOND)
+        slot = self._next_slot
+        if slot is not None and slot <= current:
+            buckets = self._buckets
+            if current - slot > len(buckets):  # a long gap: visit only the slots that exist
+                due = sorted(k for k in buckets if k <= current)
+            else:
+                due = [k for k in range(slot, current + 1) if k in buckets]
+            for key in due:
+                for call in buckets.pop(key):
+                    call.tkey = None
+                    actions.extend(self._expire(call, now))
+            self._next_slot = min(buckets) if buckets else None
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
@@ -302,13 +370,28 @@ class Tracker:
                 actions.extend(self.release_lock(account, "expiry"))
         return actions
 
+    def _expire(self, call: Call, now: float) -> list[Action]:
+        if not call.counted or call.answered is None or call.account is None:
+            return []
+        limits = self.limits_for(call.account)
+        limit = limits.max_call_duration
+        if limit is None:
+            return []
+        deadline = call.answered + limit
+        if deadline > now:  # the limit was raised by a reload, or the slot fired early
+            self._arm_at(call, deadline)
+            return []
+        return self._violate(call, Rule.DURATION, limits, format_duration(limit),
+                             format_duration(round(now - call.answered, 1)), now)
+
     def retime(self) -> None:
         """Re-arm every duration timer after the policy changed (a reload)."""
-        self._timers = []
         for calls in self.nodes.values():
             for call in calls.values():
-                if call.answered is not None:
-                    self._arm_duration(call, 0.0)
+                if call is not B_LEG:
+                    self._disarm(call)
+                    if call.answered is not None:
+                        self._arm_duration(call, 0.0)
 
     # ------------------------------------------------------------------ resync
     def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:
@@ -323,16 +406,17 @@ class Tracker:
         added = 0
         actions: list[Action] = []
         for row in rows:
-            if row.b_leg:
-                continue
             seen.add(row.uuid)
             call = calls.get(row.uuid)
+            if row.b_leg or call is B_LEG:
+                calls.setdefault(row.uuid, B_LEG)
+                continue
             if call is None:
                 call = calls[row.uuid] = Call(node, row.uuid)
                 added += 1
             if call.account is None and row.account:
-                call.account = row.account
-                st = self.accounts.setdefault(row.account, AccountState())
+                st = self._account_state(row.account)
+                call.account = st.name
                 call.acct = st
                 if self.is_locked(row.account):
                     call.doomed = True
@@ -347,14 +431,21 @@ class Tracker:
                 self._arm_duration(call, now)
         dropped = 0
         for uuid in [u for u in calls if u not in seen]:
-            self._drop(calls, calls[uuid])
+            call = calls[uuid]
+            if call is B_LEG:
+                del calls[uuid]
+                continue
+            self._drop(calls, call)
             dropped += 1
         return added, dropped, actions
 
     def restore_violations(self, items: Iterable[tuple[str, float]]) -> None:
         """Violations from the database (monotonic times), so lock_after windows continue."""
         for account, when in items:
-            self.accounts.setdefault(account, AccountState()).violations.append(when)
+            st = self._account_state(account)
+            if st.violations is None:
+                st.violations = deque()
+            st.violations.append(when)
 
     def prune(self, now: float, horizon: float = 86400.0) -> int:
         """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their

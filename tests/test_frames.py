@@ -123,3 +123,17 @@ def test_truncated_frame_waits_for_the_rest() -> None:
     assert reader.feed(b"Content-Length: 10\nContent-Type: api/response\n\n12345") == []
     frames = reader.feed(b"67890")
     assert frames[0].body == b"1234567890"
+
+
+def test_a_large_frame_in_many_small_chunks_is_joined_whole() -> None:
+    body = b'{"row_count":1,"rows":[' + b"x" * 3_000_000 + b"]}"
+    stream = b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body)
+    stream += (FIXTURES / "auth_fail.bin").read_bytes()
+    reader = FrameReader()
+    frames = []
+    for i in range(0, len(stream), 65536):
+        frames += reader.feed(stream[i:i + 65536])
+    assert frames[0].body == body
+    assert [f.content_type for f in frames[1:]] == ["auth/request", "command/reply",
+                                                    "text/disconnect-notice"]
+    assert reader.buffered == 0
