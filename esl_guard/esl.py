@@ -22,12 +22,14 @@ from gevent import socket
 from gevent.event import AsyncResult
 from greenswitch.esl import InboundESL, NotConnectedError
 
-from esl_guard.events import event_name
+from esl_guard.events import CALL_EVENTS, event_name
 from esl_guard.frames import DEFAULT_MAX_FRAME, Frame, FrameReader, ProtocolError
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+_EVENT_NAMES = {name.encode(): name for name in (*CALL_EVENTS, "CHANNEL_DESTROY", "HEARTBEAT",
+                                                  "BACKGROUND_JOB", "CHANNEL_BRIDGE",
+                                                  "CHANNEL_UNBRIDGE")}
 
 
 class ESLError(Exception):
@@ -144,16 +146,15 @@ class GuardESL(InboundESL):  # type: ignore[misc]
 
     # -- reading ------------------------------------------------------------------------------
     def receive_events(self) -> None:
-        sock = self.sock
+        recv_into = self.sock.recv_into
         reader = self._reader
         reason = "connection closed by FreeSWITCH"
         try:
             while self._run:
-                data = sock.recv(READ_CHUNK)
-                if not data:
+                if not reader.fill(recv_into):
                     break
                 self.last_rx = gevent.get_hub().loop.now()
-                for frame in reader.feed(data):
+                for frame in reader.frames(self._event):
                     self._dispatch(frame)
                 gevent.sleep(0)  # let command senders and the ticker run under a flood
         except ProtocolError as exc:
@@ -163,18 +164,22 @@ class GuardESL(InboundESL):  # type: ignore[misc]
             reason = f"socket error: {exc}"
         self.close(reason)
 
+    def _event(self, body: bytes) -> None:
+        """One plain event: its name (the first line of every real event), then the handler."""
+        name = None
+        if body.startswith(b"Event-Name: "):
+            name = _EVENT_NAMES.get(body[12:body.find(b"\n", 12)])
+        if name is None:
+            name = event_name(body) or ""
+        try:
+            self.on_event(name, body)
+        except Exception:  # noqa: BLE001 - one bad event must not stop the reader
+            log.exception("event handler failed on %s", name or "an unnamed event")
+
     def _dispatch(self, frame: Frame) -> None:
         ctype = frame.content_type
         if ctype == "text/event-plain":
-            name_end = frame.body.find(b"\n")
-            if frame.body.startswith(b"Event-Name: ") and name_end > 0:
-                name = frame.body[12:name_end].decode("ascii", "replace")
-            else:
-                name = event_name(frame.body) or ""
-            try:
-                self.on_event(name, frame.body)
-            except Exception:  # noqa: BLE001 - one bad event must not stop the reader
-                log.exception("event handler failed on %s", name or "an unnamed event")
+            self._event(frame.body)
         elif ctype in ("command/reply", "api/response"):
             body = frame.body.decode("utf-8", "replace")
             if not self._commands_sent:

@@ -3,8 +3,8 @@
 A real channel event carries 100-230 URL-encoded headers (4-12 KB); esl-guard needs at most
 four of them, and for most events only ``Unique-ID``.  :class:`LazyEvent` looks a header up
 (``bytes.find``) only when the tracker asks for it, and URL-decodes just that value.  A header
-only counts when it lies before the blank line that ends the header block, so nothing in an
-event's body can pose as a header.
+only counts when it lies before the blank line that ends the header block (see
+:func:`header_end`), so nothing in an event's own body can pose as a header.
 """
 from __future__ import annotations
 
@@ -32,24 +32,32 @@ _OTHER_LEG = b"\nOther-Leg-Unique-ID: "
 _UNSET = object()
 
 
-def raw_value(body: bytes, key: bytes) -> bytes | None:
-    """The raw value of header ``key`` (given as ``b"\\nName: "``), or None."""
-    i = body.find(key)
+def header_end(body: bytes) -> int:
+    """Where the header block ends.  FreeSWITCH ends a body-less event (every channel event)
+    with the blank line, so that is the whole body; only an event carrying a body of its own
+    needs the (slower) search for the first blank line."""
+    if body.endswith(b"\n\n"):
+        return len(body)
+    end = body.find(b"\n\n")
+    return len(body) if end < 0 else end
+
+
+def raw_value(body: bytes, key: bytes, end: int) -> bytes | None:
+    """The raw value of header ``key`` (given as ``b"\\nName: "``) before ``end``, or None."""
+    i = body.find(key, 0, end)
     if i < 0:
         if not body.startswith(key[1:]):
             return None
         start = len(key) - 1
     else:
-        if body.find(b"\n\n", 0, i + 1) >= 0:
-            return None  # past the header block: part of a body, not a header
         start = i + len(key)
-    stop = body.find(b"\n", start)
-    return body[start:] if stop < 0 else body[start:stop]
+    stop = body.find(b"\n", start, end)
+    return body[start:end] if stop < 0 else body[start:stop]
 
 
-def header_value(body: bytes, key: bytes) -> str | None:
+def header_value(body: bytes, key: bytes, end: int | None = None) -> str | None:
     """The URL-decoded value of header ``key`` (``b"\\nName: "``), or None."""
-    raw = raw_value(body, key)
+    raw = raw_value(body, key, header_end(body) if end is None else end)
     if raw is None:
         return None
     if b"%" in raw:
@@ -67,16 +75,27 @@ def event_name(body: bytes) -> str | None:
     return header_value(body, b"\n" + _EVENT_NAME)
 
 
+def unique_id(body: bytes, end: int) -> str | None:
+    raw = raw_value(body, _UNIQUE_ID, end)
+    if not raw:
+        return None
+    if b"%" in raw:
+        return header_value(body, _UNIQUE_ID, end) or None
+    return raw.decode("ascii", "replace")
+
+
 class LazyEvent:
     """A call event whose ``account`` and ``b_leg`` are decoded on first use."""
 
-    __slots__ = ("name", "node", "uuid", "body", "_account_key", "_account", "_b_leg")
+    __slots__ = ("name", "node", "uuid", "body", "end", "_account_key", "_account", "_b_leg")
 
-    def __init__(self, name: str, node: str, uuid: str, body: bytes, account_key: bytes) -> None:
+    def __init__(self, name: str, node: str, uuid: str, body: bytes, end: int,
+                 account_key: bytes) -> None:
         self.name = name
         self.node = node
         self.uuid = uuid
         self.body = body
+        self.end = end
         self._account_key = account_key
         self._account: object = _UNSET
         self._b_leg: bool | None = None
@@ -84,20 +103,20 @@ class LazyEvent:
     @property
     def account(self) -> str | None:
         if self._account is _UNSET:
-            self._account = header_value(self.body, self._account_key) or None
+            self._account = header_value(self.body, self._account_key, self.end) or None
         return self._account  # type: ignore[return-value]
 
     @property
     def b_leg(self) -> bool:
         """The outbound leg of a bridge/originate: outbound, with an Other-Leg-Unique-ID."""
         if self._b_leg is None:
-            self._b_leg = (raw_value(self.body, _DIRECTION) == b"outbound"
-                           and raw_value(self.body, _OTHER_LEG) is not None)
+            self._b_leg = (raw_value(self.body, _DIRECTION, self.end) == b"outbound"
+                           and raw_value(self.body, _OTHER_LEG, self.end) is not None)
         return self._b_leg
 
     @property
     def other_leg(self) -> str | None:
-        return header_value(self.body, _OTHER_LEG) or None
+        return header_value(self.body, _OTHER_LEG, self.end) or None
 
 
 class EventDecoder:
@@ -111,11 +130,11 @@ class EventDecoder:
 
     def lazy(self, body: bytes, name: str) -> LazyEvent | None:
         """A LazyEvent, or None when the event has no Unique-ID."""
-        raw = raw_value(body, _UNIQUE_ID)
-        if not raw:
+        end = header_end(body)
+        uuid = unique_id(body, end)
+        if uuid is None:
             return None
-        uuid = raw.decode("ascii", "replace") if b"%" not in raw else header_value(body, _UNIQUE_ID)
-        return LazyEvent(name, self.node, uuid or "", body, self.account_key)
+        return LazyEvent(name, self.node, uuid, body, end, self.account_key)
 
     def decode(self, body: bytes, name: str) -> CallEvent | None:
         """Every field at once (tests, tools); the daemon uses :meth:`lazy`."""

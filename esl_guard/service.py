@@ -19,7 +19,7 @@ from gevent.event import AsyncResult
 
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
-from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder
+from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind
 from esl_guard.node import NodeLink
@@ -134,19 +134,24 @@ class Guard:
 
     def _apply_event(self, node: str, name: str, body: bytes, st: NodeSync) -> None:
         t0 = time.perf_counter()
-        ev = self.decoders[node].lazy(body, name)
-        if ev is None:
+        end = header_end(body)
+        uuid = unique_id(body, end)
+        if uuid is None:
             self.metrics.bad_input.labels("no_unique_id").inc()
             return
-        calls = self.tracker.nodes.get(node)
-        if (calls is None or ev.uuid not in calls) and not is_uuid(ev.uuid):
+        if st.inflight:
+            (st.ended if name in END_EVENTS else st.seen).add(uuid)
+        tracker = self.tracker
+        now = self.clock()
+        if tracker.known_event(node, name, uuid, now):  # most events: nothing else to decode
+            return
+        if not is_uuid(uuid):  # a new call: its uuid will go into uuid_kill
             self.metrics.bad_input.labels("bad_uuid").inc()
             self._warn_once("bad_uuid", "ignoring channel events whose Unique-ID is not a UUID "
-                            f"(first: {describe_account(ev.uuid)} on node {node})")
+                            f"(first: {describe_account(uuid)} on node {node})")
             return
-        if st.inflight:
-            (st.ended if name in END_EVENTS else st.seen).add(ev.uuid)
-        actions = self.tracker.on_event(ev, self.clock())
+        ev = LazyEvent(name, node, uuid, body, end, self.decoders[node].account_key)
+        actions = tracker.on_event(ev, now)
         if actions:
             self.dispatch(actions, t0)
 

@@ -7,6 +7,7 @@ all calls, except ``retime`` on a policy reload and ``resync`` of one node.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -39,7 +40,8 @@ class CallEventLike(Protocol):
 class Call:
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "tkey")
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "tprev",
+                 "tnext")
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -49,7 +51,10 @@ class Call:
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
-        self.tkey: int | None = None  # the duration-timer bucket holding this call
+        # Links in the duration-timer bucket holding this call (an intrusive list: O(1)
+        # removal on hangup, no container entry per call).
+        self.tprev: Call | None = None
+        self.tnext: Call | None = None
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
@@ -64,8 +69,10 @@ class AccountState:
     def __init__(self, name: str) -> None:
         self.name = name                     # every Call of the account shares this string
         self.calls: set[Call] = set()        # live counted calls, on every node
-        self.creations: deque[float] | None = None   # call creations in the rate window
-        self.violations: deque[float] | None = None  # violations in the lock_after window
+        # The newest (limit + 1) call creations / violations, oldest first: enough to tell
+        # whether more than `limit` fall in the sliding window.
+        self.creations: list[float] | None = None
+        self.violations: list[float] | None = None
 
 
 @dataclass(slots=True)
@@ -97,9 +104,9 @@ class Tracker:
         self.nodes: dict[str, dict[str, Call]] = {}
         self.accounts: dict[str, AccountState] = {}
         self.locks: dict[str, Lock] = {}
-        # Duration timers: buckets of 1/TIMER_SLOTS_PER_SECOND s; a call leaves its bucket when
-        # it ends, so nothing is held for calls that are gone.
-        self._buckets: dict[int, set[Call]] = {}
+        # Duration timers: buckets of 1/TIMER_SLOTS_PER_SECOND s, each a ring of Calls behind a
+        # sentinel; a call leaves its bucket when it ends, so nothing is held for calls gone.
+        self._buckets: dict[int, Call] = {}
         self._next_slot: int | None = None
         self._lock_timers: list[tuple[float, str, str]] = []
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
@@ -130,21 +137,38 @@ class Tracker:
                               key=lambda x: x[1])
 
     # ------------------------------------------------------------------ events
+    def known_event(self, node: str, name: str, uuid: str, now: float) -> bool:
+        """Apply an event that needs nothing but its Unique-ID: any event of a B-leg, an end
+        event, or an event of a call whose account is known.  False: use :meth:`on_event`."""
+        calls = self.nodes.get(node)
+        call = calls.get(uuid) if calls is not None else None
+        if call is None:
+            return name in END_EVENTS  # the end of a call we never tracked: nothing to do
+        assert calls is not None
+        if name in END_EVENTS:
+            if call is B_LEG:
+                del calls[uuid]
+            else:
+                self._drop(calls, call)
+            return True
+        if call is B_LEG:
+            return True
+        if call.account is None:
+            return False
+        if call.answered is None and name == "CHANNEL_ANSWER":
+            call.answered = now
+            self._arm_duration(call, now)
+        return True
+
     def on_event(self, ev: CallEventLike, now: float) -> list[Action]:
         """Apply one channel event.  ``ev.account`` and ``ev.b_leg`` are read only when needed
         (a LazyEvent decodes them on first use)."""
+        if self.known_event(ev.node, ev.name, ev.uuid, now):
+            return []
         calls = self.nodes.get(ev.node)
         if calls is None:
             calls = self.nodes[ev.node] = {}
         call = calls.get(ev.uuid)
-        if call is B_LEG:
-            if ev.name in END_EVENTS:
-                del calls[ev.uuid]
-            return []
-        if ev.name in END_EVENTS:
-            if call is not None:
-                self._drop(calls, call)
-            return []
         if call is None:
             if ev.b_leg:
                 calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
@@ -183,12 +207,8 @@ class Tracker:
         if rate is not None:
             window = st.creations
             if window is None:
-                window = st.creations = deque()
-            horizon = now - rate.window
-            while window and window[0] <= horizon:
-                window.popleft()
-            window.append(now)
-            if len(window) > rate.count:
+                window = st.creations = []
+            if _slide(window, now, now - rate.window, rate.count + 1) > rate.count:
                 return self._violate(call, Rule.RATE, limits, str(rate),
                                      f"{len(window)}/{format_duration(rate.window)}", now)
         elif st.creations is not None:
@@ -240,12 +260,8 @@ class Tracker:
         st = self._account_state(account)
         window = st.violations
         if window is None:
-            window = st.violations = deque()
-        horizon = now - after.window
-        while window and window[0] <= horizon:
-            window.popleft()
-        window.append(now)
-        if len(window) < after.count:
+            window = st.violations = []
+        if _slide(window, now, now - after.window, after.count) < after.count:
             return []
         observed = f"{len(window)}/{format_duration(after.window)}"
         window.clear()
@@ -328,23 +344,23 @@ class Tracker:
     def _arm_at(self, call: Call, deadline: float) -> None:
         self._disarm(call)
         key = math.ceil(deadline * TIMER_SLOTS_PER_SECOND - 1e-9)  # first slot at/after it
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = set()
-        bucket.add(call)
-        call.tkey = key
+        head = self._buckets.get(key)
+        if head is None:
+            head = self._buckets[key] = Call("", "")
+            head.tprev = head.tnext = head
+        after = head.tnext
+        assert after is not None
+        call.tprev, call.tnext = head, after
+        head.tnext = after.tprev = call
         if self._next_slot is None or key < self._next_slot:
             self._next_slot = key
 
-    def _disarm(self, call: Call) -> None:
-        key = call.tkey
-        if key is not None:
-            call.tkey = None
-            bucket = self._buckets.get(key)
-            if bucket is not None:
-                bucket.discard(call)
-                if not bucket:
-                    del self._buckets[key]
+    @staticmethod
+    def _disarm(call: Call) -> None:
+        prev, after = call.tprev, call.tnext
+        if prev is not None and after is not None:
+            prev.tnext, after.tprev = after, prev
+            call.tprev = call.tnext = None
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -357,8 +373,15 @@ class Tracker:
             else:
                 due = [k for k in range(slot, current + 1) if k in buckets]
             for key in due:
-                for call in buckets.pop(key):
-                    call.tkey = None
+                head = buckets.pop(key)
+                ring: list[Call] = []  # detach first: expiring one call may disarm others
+                node = head.tnext
+                while node is not None and node is not head:
+                    ring.append(node)
+                    node.tprev, node = None, node.tnext
+                for call in ring:
+                    call.tnext = None
+                for call in ring:
                     actions.extend(self._expire(call, now))
             self._next_slot = min(buckets) if buckets else None
         wall = self.wall_clock()
@@ -444,8 +467,18 @@ class Tracker:
         for account, when in items:
             st = self._account_state(account)
             if st.violations is None:
-                st.violations = deque()
+                st.violations = []
             st.violations.append(when)
+
+    def timers_armed(self) -> int:
+        """Calls waiting for a duration deadline (walks the buckets: for tests and tools)."""
+        n = 0
+        for head in self._buckets.values():
+            node = head.tnext
+            while node is not None and node is not head:
+                n += 1
+                node = node.tnext
+        return n
 
     def prune(self, now: float, horizon: float = 86400.0) -> int:
         """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their
@@ -457,3 +490,14 @@ class Tracker:
         for account in idle:
             del self.accounts[account]
         return len(idle)
+
+
+def _slide(window: list[float], now: float, horizon: float, keep: int) -> int:
+    """Add ``now`` to a sliding window, drop entries at or before ``horizon`` and all but the
+    newest ``keep``; return how many remain (never more than ``keep``)."""
+    if window and window[0] <= horizon:
+        del window[:bisect.bisect_right(window, horizon)]
+    window.append(now)
+    if len(window) > keep:
+        del window[:len(window) - keep]
+    return len(window)

@@ -301,3 +301,25 @@ def test_counts_match_a_brute_force_model(steps, cap: int, rate_n: int) -> None:
         for acct in ("a", "b"):
             assert tr.active(acct) == sum(1 for a in live.values() if a == acct) >= 0
             assert tr.active(acct) <= cap
+
+
+def test_ended_calls_leave_their_duration_timer_at_once() -> None:
+    tr, _ = make(Limits(max_call_duration=3600.0))
+    for i in range(50):
+        tr.on_event(ev("CHANNEL_ANSWER", i, "a"), i)
+    assert tr.timers_armed() == 50
+    for i in range(0, 50, 2):
+        tr.on_event(ev("CHANNEL_HANGUP", i, "a"), 60)
+    assert tr.timers_armed() == 25
+    assert sorted(hangups(tr.tick(3600 + 49))) == sorted(U[i] for i in range(1, 50, 2))
+    assert tr.timers_armed() == 0
+
+
+def test_a_lock_during_expiry_does_not_break_the_timer_ring() -> None:
+    tr, _ = make(Limits(max_call_duration=10.0, lock_after=Rate(1, 60)))
+    for i in range(5):
+        tr.on_event(ev("CHANNEL_ANSWER", i, "a"), 0)  # all in one bucket
+    actions = tr.tick(10)
+    killed = hangups(actions)
+    assert sorted(set(killed)) == sorted(U[:5]) and len(killed) == 5
+    assert tr.is_locked("a") and tr.timers_armed() == 0
