@@ -30,6 +30,7 @@ from esl_guard.tracker import ESCALATION_WINDOW, Lock
 log = logging.getLogger(__name__)
 
 STATUS_EVERY = 5.0
+READY_WAIT = 60.0  # below systemd's default TimeoutStartSec (90 s)
 DB_CALL_TIMEOUT = 30.0
 
 
@@ -167,6 +168,18 @@ class Daemon:
                 pass  # the lock poller reports DB trouble
             self.notifier.status(self.guard.status_line())
 
+    def _ready_when_usable(self) -> None:
+        """READY=1 once the database is usable (enforcement already runs meanwhile); after
+        READY_WAIT without it, READY=1 anyway with a STATUS saying so, rather than letting
+        systemd fail the start and restart-loop a daemon that is enforcing from memory."""
+        deadline = time.monotonic() + READY_WAIT
+        while not self.locks_loaded and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+        status = self.guard.status_line()
+        if not self.locks_loaded:
+            status += "; DATABASE UNAVAILABLE, enforcing from memory"
+        self.notifier.ready(status)
+
     def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval
         assert interval is not None
@@ -213,7 +226,7 @@ class Daemon:
         self.guard.start()
         self._spawn(self._lock_poller)
         self._spawn(self._status_loop)
-        self.notifier.ready(self.guard.status_line())
+        self._spawn(self._ready_when_usable)
         log.info("esl-guard running: %d node(s), policy from %s", len(self.config.nodes),
                  ", ".join(self.config.files))
         code = 0

@@ -243,15 +243,18 @@ class Tracker:
             Action(ActionKind.VIOLATION, call.account, rule, call.node, call.uuid, limit=limit,
                    observed=observed, dry_run=limits.dry_run,
                    detail=f"{rule.value} {observed} over limit {limit}"),
-            self._hangup(call, rule, limits, detail=f"{rule.value} {observed} over limit {limit}"),
+            self._hangup(call, rule, limits, detail=f"{rule.value} {observed} over limit {limit}",
+                         limit=limit, observed=observed),
         ]
         actions.extend(self._count_violation(call.account, limits, now))
         return actions
 
-    def _hangup(self, call: Call, rule: Rule, limits: Limits, detail: str) -> Action:
+    def _hangup(self, call: Call, rule: Rule, limits: Limits, detail: str,
+                limit: str | None = None, observed: str | None = None) -> Action:
         assert call.account is not None
         return Action(ActionKind.HANGUP, call.account, rule, call.node, call.uuid,
-                      cause=limits.hangup_cause, dry_run=limits.dry_run, detail=detail)
+                      cause=limits.hangup_cause, limit=limit, observed=observed,
+                      dry_run=limits.dry_run, detail=detail)
 
     def _count_violation(self, account: str, limits: Limits, now: float) -> list[Action]:
         after = limits.lock_after
