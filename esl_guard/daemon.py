@@ -24,6 +24,7 @@ from esl_guard.metrics import Metrics
 from esl_guard.sdnotify import Notifier
 from esl_guard.service import Guard
 from esl_guard.store import Journal, Store, StoreError
+from esl_guard.store.pool import call_in
 from esl_guard.store.writer import AuditWriter
 from esl_guard.tracker import ESCALATION_WINDOW, Lock
 
@@ -55,7 +56,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ helpers
     def _db_call(self, fn: Callable[..., Any], *args: Any, timeout: float = DB_CALL_TIMEOUT) -> Any:
-        return self.db.spawn(fn, *args).get(timeout=timeout)
+        return call_in(self.db, fn, *args, timeout=timeout)
 
     def request_stop(self) -> None:
         self._on_signal(signal.SIGTERM)

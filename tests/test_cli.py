@@ -122,3 +122,23 @@ def test_permission_warning_for_a_world_readable_password(tmp_path: Path) -> Non
     conf.chmod(0o644)
     proc = run("check-config", "-c", str(conf))
     assert proc.returncode == 0 and "warning:" in proc.stderr and "Secret1" not in proc.stderr
+
+
+def test_run_with_dead_freeswitch_and_database_logs_clearly_without_secrets(tmp_path: Path) -> None:
+    conf = write(tmp_path, "[freeswitch]\nport = 1\npassword = Sekrit99\n[database]\n"
+                 "url = postgresql://guard:dbpw-x@127.0.0.1:2/guard\n"
+                 f"journal = {tmp_path / 'j.jsonl'}\n[policy]\nmax_concurrent_calls = 2\n")
+    proc = subprocess.Popen([sys.executable, "-m", "esl_guard", "run", "-c", str(conf)],
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if "retry 2" in line:
+            break
+    proc.terminate()
+    rest, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + rest
+    assert proc.returncode == 0
+    assert "database unavailable" in text and "cannot connect to 127.0.0.1:1" in text
+    assert "Traceback" not in text and "Sekrit99" not in text and "dbpw-x" not in text

@@ -31,6 +31,7 @@ from tenacity.wait import wait_base, wait_random_exponential
 
 from esl_guard.store.errors import StoreDataError, StoreError
 from esl_guard.store.journal import Journal
+from esl_guard.store.pool import call_in
 from esl_guard.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -322,10 +323,10 @@ class AuditWriter:
     # -- helpers ------------------------------------------------------------------------
 
     def _db(self, func: Callable[..., T], *args: Any) -> T:
-        return self._db_pool.apply(func, args)  # type: ignore[no-any-return]
+        return call_in(self._db_pool, func, *args)
 
     def _io(self, func: Callable[..., T], *args: Any) -> T:
-        return self._io_pool.apply(func, args)  # type: ignore[no-any-return]
+        return call_in(self._io_pool, func, *args)
 
     def _signal_progress(self) -> None:
         event, self._progress = self._progress, Event()
