@@ -137,8 +137,8 @@ def test_run_with_dead_freeswitch_and_database_logs_clearly_without_secrets(tmp_
         if "retry 2" in line:
             break
     proc.terminate()
-    rest, _ = proc.communicate(timeout=30)
-    text = "".join(lines) + rest
+    _, rest = proc.communicate(timeout=30)
+    text = "".join(lines) + (rest or "")
     assert proc.returncode == 0
     assert "database unavailable" in text and "cannot connect to 127.0.0.1:1" in text
     assert "Traceback" not in text and "Sekrit99" not in text and "dbpw-x" not in text
