@@ -62,8 +62,14 @@ class NodeLink:
         while not self._stopping:
             retrying = Retrying(wait=self._wait, retry=retry_if_exception_type(ESLError),
                                 sleep=gevent.sleep, before_sleep=self._log_attempt, reraise=True)
-            retrying(self._connect)
-            self._serve()
+            try:
+                retrying(self._connect)
+                self._serve()
+            except Exception:  # noqa: BLE001 - a bug must never end enforcement on this node
+                log.exception("node %s: unexpected error; reconnecting", self.name)
+                if self.conn is not None:
+                    self.conn.close("internal error")
+                gevent.sleep(1.0)
             if not self._stopping:
                 self.reconnects += 1
 

@@ -122,7 +122,7 @@ class Guard:
                 continue
             if now >= st.next_resync:
                 st.next_resync = now + link.cfg.resync_interval
-                gevent.spawn(self._reconcile, link)
+                self._spawn(self._reconcile, link)
 
     # ------------------------------------------------------------------ events
     def node_event(self, node: str, name: str, body: bytes) -> None:
@@ -171,7 +171,7 @@ class Guard:
         st.ok = False
         st.syncing = True
         st.buffer = []
-        gevent.spawn(self._initial_resync, link, st)
+        self._spawn(self._initial_resync, link, st)
         self._status_changed()
 
     def node_disconnected(self, link: NodeLink, reason: str) -> None:
@@ -488,6 +488,15 @@ class Guard:
                        "origin": lk.origin} for lk in tr.locks.values()],
             "recent": list(self.recent),
         }
+
+    def _spawn(self, fn: Callable[..., None], *args: Any) -> None:
+        """A short task; a bug in it is logged, never printed by gevent or left unnoticed."""
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001
+                syslog.exception("%s failed", getattr(fn, "__name__", fn))
+        gevent.spawn(run)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -201,3 +201,25 @@ def test_calls_created_during_the_initial_resync_go_through_the_policy(
     b = fs.create_call("acme", account_on="create")
     assert wait_for(lambda: h.killed(b), timeout=5)
     assert a in fs.calls()
+
+
+def test_a_bug_in_the_connect_path_does_not_end_enforcement_on_the_node(
+        h: Harness, fs: FakeFreeSWITCH, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = h.start("max_concurrent_calls = 1")
+    link = d.guard.links["default"]
+    real = d.guard.node_connected
+    calls = {"n": 0}
+
+    def flaky(lk):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated bug")
+        real(lk)
+
+    monkeypatch.setattr(d.guard, "node_connected", flaky)
+    fs.drop_connections()
+    assert wait_for(lambda: calls["n"] >= 2 and link.connected and d.guard.sync["default"].ok,
+                    timeout=15)
+    fs.create_call("acme", account_on="create")
+    over = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: h.killed(over))
