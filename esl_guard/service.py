@@ -75,6 +75,7 @@ class Guard:
         self.metrics.active_accounts.set_function(
             lambda: sum(1 for st in tr.accounts.values() if st.calls))
         self.metrics.locks_active.set_function(lambda: len(tr.locks))
+        self.metrics.untracked_ended = lambda: tr.untracked_ended
         # Bounded label values: the subscribed event names, everything else is "other".
         self._counts = self.metrics.event_counts
         for name in (*CALL_EVENTS, "HEARTBEAT", "BACKGROUND_JOB", "other"):

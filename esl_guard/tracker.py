@@ -115,6 +115,8 @@ class Tracker:
         #: fail_mode = closed while the lock state is unknown (database unreachable at start):
         #: every new call is refused, since any account might be locked.
         self.fail_closed = False
+        #: A-legs that ended without ever carrying an account (not tracked, only counted).
+        self.untracked_ended = 0
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -224,6 +226,8 @@ class Tracker:
 
     def _drop(self, calls: dict[str, Call], call: Call) -> None:
         del calls[call.uuid]
+        if call.account is None:
+            self.untracked_ended += 1
         if call.counted and call.acct is not None:
             call.acct.calls.discard(call)
             call.counted = False
@@ -330,11 +334,6 @@ class Tracker:
         return [Action(ActionKind.UNLOCK, account, Rule.MANUAL if origin == "manual" else None,
                        detail=f"unlocked ({origin})",
                        extra={"lock_id": lock.lock_id, "origin": origin})]
-
-    def confirmed(self, account: str, lock_id: str) -> None:
-        lock = self.locks.get(account)
-        if lock is not None and lock.lock_id == lock_id:
-            lock.pending = False
 
     # ------------------------------------------------------------------ time
     def _arm_duration(self, call: Call, now: float) -> None:

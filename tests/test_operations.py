@@ -87,6 +87,10 @@ def test_metrics_show_calls_and_enforcement(h: Harness, fs: FakeFreeSWITCH) -> N
     assert 'esl_guard_esl_connected{node="default"} 1.0' in text
     assert 'esl_guard_events_total{event="CHANNEL_CREATE"} 2.0' in text
     assert "esl_guard_event_to_action_seconds_count 1.0" in text
+    assert "esl_guard_untracked_channels_total 0.0" in text
+    anonymous = fs.create_call(None)
+    fs.hangup(anonymous)
+    assert wait_for(lambda: "esl_guard_untracked_channels_total 1.0" in scrape())
     assert "acme" not in text  # no per-account labels
 
 

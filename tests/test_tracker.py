@@ -323,3 +323,13 @@ def test_a_lock_during_expiry_does_not_break_the_timer_ring() -> None:
     killed = hangups(actions)
     assert sorted(set(killed)) == sorted(U[:5]) and len(killed) == 5
     assert tr.is_locked("a") and tr.timers_armed() == 0
+
+
+def test_channels_that_never_carry_an_account_are_counted_not_tracked() -> None:
+    tr, _ = make(Limits(max_concurrent_calls=0))
+    tr.on_event(ev("CHANNEL_CREATE", 0), 0)
+    tr.on_event(ev("CHANNEL_ANSWER", 0), 1)
+    assert tr.on_event(ev("CHANNEL_HANGUP", 0), 2) == []
+    tr.on_event(ev("CHANNEL_CREATE", 1, "a"), 3)
+    tr.on_event(ev("CHANNEL_HANGUP", 1, "a"), 4)
+    assert tr.untracked_ended == 1 and tr.active("a") == 0
