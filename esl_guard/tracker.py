@@ -422,9 +422,11 @@ class Tracker:
     def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:
         """Make ``node``'s calls equal a complete ``show channels`` answer.
 
-        Returns (added, dropped, actions).  Calls found up are counted without any limit check
-        (a resync never hangs up over a limit); only calls of locked accounts are killed, since
-        a lock means no calls at all.
+        Returns (added, dropped, actions).  Calls found up that esl-guard had not seen start are
+        counted without any limit check (a resync never hangs up a call it adopts over a limit);
+        only calls of locked accounts are killed, since a lock means no calls at all.  A call
+        followed from its events whose account the answer gives first goes through the policy,
+        exactly as if an event had carried the account.
         """
         calls = self.nodes.setdefault(node, {})
         seen: set[str] = set()
@@ -436,10 +438,16 @@ class Tracker:
             if row.b_leg or call is B_LEG:
                 calls.setdefault(row.uuid, B_LEG)
                 continue
+            followed = call is not None  # known from its events: a call we saw start
             if call is None:
                 call = calls[row.uuid] = Call(node, row.uuid)
                 added += 1
-            if call.account is None and row.account:
+            if call.account is None and row.account and followed:
+                # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account
+                # can be listed before any subscribed event carries it: it goes through the
+                # policy exactly as if an event had brought it.
+                actions.extend(self._learn_account(call, row.account, now))
+            elif call.account is None and row.account:
                 st = self._account_state(row.account)
                 call.account = st.name
                 call.acct = st

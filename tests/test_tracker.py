@@ -333,3 +333,17 @@ def test_channels_that_never_carry_an_account_are_counted_not_tracked() -> None:
     tr.on_event(ev("CHANNEL_CREATE", 1, "a"), 3)
     tr.on_event(ev("CHANNEL_HANGUP", 1, "a"), 4)
     assert tr.untracked_ended == 1 and tr.active("a") == 0
+
+
+def test_ringing_call_whose_account_a_resync_gives_first_meets_the_limits() -> None:
+    # The core db lists a ringing call's accountcode before any subscribed event carries it
+    # (issue 10): the call goes through the policy as if an event had brought the account.
+    tr, _ = make(Limits(max_concurrent_calls=1))
+    tr.on_event(ev("CHANNEL_CREATE", 0, None), 0)
+    tr.on_event(ev("CHANNEL_CREATE", 1, None), 0)
+    rows = [ChannelRow(U[0], "a", False, False, 1.0), ChannelRow(U[1], "a", False, False, 1.0)]
+    _, _, actions = tr.resync("fs1", rows, 1)
+    assert hangups(actions) == [U[1]]
+    assert tr.active("a") == 1
+    assert tr.on_event(ev("CHANNEL_ANSWER", 0, "a"), 3) == []
+    assert tr.active("a") == 1
