@@ -47,6 +47,26 @@ class Rule(str, enum.Enum):
     MANUAL = "manual"
 
 
+#: The clause of the Acceptable Usage Policy each rule enforces (issue 13).  A lock's own
+#: hangups are ``locked``; a lock taken after repeated violations carries the clause of the
+#: violation that triggered it (the tracker fills ``Action.clause``).
+CLAUSES: dict[str, str] = {
+    "max_concurrent_calls": "denial_of_service",
+    "max_call_rate": "denial_of_service",
+    "max_call_duration": "network_use",
+    "locked": "locked",
+    "lock_after": "locked",
+    "manual": "locked",
+}
+
+
+def clause_of(rule: Rule | str | None) -> str | None:
+    """The policy clause of a rule (None for actions without a rule)."""
+    if rule is None:
+        return None
+    return CLAUSES.get(rule.value if isinstance(rule, Rule) else rule)
+
+
 class ActionKind(str, enum.Enum):
     VIOLATION = "violation"
     HANGUP = "hangup"
@@ -91,6 +111,7 @@ class Action:
     dry_run: bool = False
     detail: str = ""
     until: float | None = None  # LOCK: wall-clock expiry (epoch seconds), None = forever
+    clause: str | None = None   # None: clause_of(rule)
     extra: dict[str, object] = field(default_factory=dict)
 
 
