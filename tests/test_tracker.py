@@ -238,7 +238,7 @@ def test_resynced_answered_call_keeps_its_age_for_the_duration_limit() -> None:
 
 def test_fail_closed_refuses_every_call() -> None:
     tr, _ = make(Limits())
-    tr.fail_closed = True
+    tr.set_fail_closed(True)
     assert hangups(tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0)) == [U[0]]
 
 
