@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
+from esl_guard.model import ChannelRow
 from esl_guard.safety import is_uuid
-from esl_guard.tracker import ChannelRow
 
 #: callstates of channels that are going away: their HANGUP event may already have been seen.
 _ENDING_CALLSTATES = {"HANGUP"}

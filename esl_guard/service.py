@@ -72,8 +72,7 @@ class Guard:
         # Gauges computed when scraped, so they are never stale.
         tr = self.tracker
         self.metrics.active_calls.set_function(tr.live_calls)
-        self.metrics.active_accounts.set_function(
-            lambda: sum(1 for st in tr.accounts.values() if st.calls))
+        self.metrics.active_accounts.set_function(tr.active_accounts)
         self.metrics.locks_active.set_function(lambda: len(tr.locks))
         self.metrics.untracked_ended = lambda: tr.untracked_ended
         # Bounded label values: the subscribed event names, everything else is "other".

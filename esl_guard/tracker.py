@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
@@ -30,6 +29,7 @@ from esl_guard.policy import (
     duration_deadline,
     lock_active,
 )
+from esl_guard.timers import TimerNode, TimerWheel, disarm
 
 __all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
 
@@ -49,11 +49,10 @@ class CallEventLike(Protocol):
     def b_leg(self) -> bool: ...
 
 
-class Call:
+class Call(TimerNode):
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "tprev",
-                 "tnext")
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct")
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -63,16 +62,14 @@ class Call:
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
-        # Links in the duration-timer bucket holding this call (an intrusive list: O(1)
-        # removal on hangup, no container entry per call).
-        self.tprev: Call | None = None
-        self.tnext: Call | None = None
+        # Links in the duration-timer ring holding this call (TimerNode; no super() call on
+        # the event path).
+        self.tprev = None
+        self.tnext = None
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
 B_LEG = Call("", "")
-
-TIMER_SLOTS_PER_SECOND = 10  # duration timers fire within 0.1 s (+ the tick) of the deadline
 
 
 class AccountState:
@@ -95,10 +92,7 @@ class Tracker:
         self.nodes: dict[str, dict[str, Call]] = {}
         self.accounts: dict[str, AccountState] = {}
         self.locks: dict[str, Lock] = {}
-        # Duration timers: buckets of 1/TIMER_SLOTS_PER_SECOND s, each a ring of Calls behind a
-        # sentinel; a call leaves its bucket when it ends, so nothing is held for calls gone.
-        self._buckets: dict[int, Call] = {}
-        self._next_slot: int | None = None
+        self._timers: TimerWheel[Call] = TimerWheel()  # duration deadlines
         self._lock_timers: list[tuple[float, str, str]] = []
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
         self._lock_ids = (f"auto-{i}" for i in itertools.count())
@@ -114,6 +108,10 @@ class Tracker:
         st = self.accounts.get(account)
         return len(st.calls) if st else 0
 
+    def active_accounts(self) -> int:
+        """Accounts with at least one counted live call."""
+        return sum(1 for st in self.accounts.values() if st.calls)
+
     def live_calls(self) -> int:
         return sum(len(st.calls) for st in self.accounts.values())
 
@@ -128,9 +126,12 @@ class Tracker:
         """The read-only summary of ``account`` that the policy rules read."""
         st = self.accounts.get(account)
         if st is None:
-            return AccountView(account, lock=self.locks.get(account),
-                               lock_state_unknown=self.fail_closed,
-                               lock_history=self.lock_history.get(account, ()), call=call)
+            return AccountView(account, 0, (), (), self.locks.get(account), self.fail_closed,
+                               self.lock_history.get(account, ()), call)
+        return self._view(st, call)
+
+    def _view(self, st: AccountState, call: Call | None) -> AccountView:
+        account = st.name
         return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
                            self.locks.get(account), self.fail_closed,
                            self.lock_history.get(account, ()), call)
@@ -194,19 +195,27 @@ class Tracker:
         return st
 
     def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
-        """The account of a call followed from its events became known: admission."""
+        """The account of a call followed from its events became known: admission.
+        (Once per new call, on the event path: the bookkeeping is written out inline.)"""
         st = self._account_state(account)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        verdict = admit(AccountView(st.name, len(st.calls), st.creations or (),
-                                    st.violations or (), self.locks.get(account), self.fail_closed,
-                                    (), call), limits, now, self.wall_clock())
-        if counts_as_attempt(verdict):
-            self._record_attempt(st, limits, now)
+        verdict = admit(self._view(st, call), limits, now, self.wall_clock())
+        rate = limits.max_call_rate
+        if rate is None:
+            st.creations = None
+        elif counts_as_attempt(verdict):
+            window = st.creations
+            if window is None:
+                window = st.creations = []
+            _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
             return self._apply(call, verdict, limits, now)
-        self._count(st, call, now)
+        st.calls.add(call)
+        call.counted = True
+        if call.answered is not None:  # answered before the account was known
+            self._arm_duration(call, now)
         return []
 
     def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
@@ -216,7 +225,7 @@ class Tracker:
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        verdict = adopt(self.view(account, call), limits, now, self.wall_clock())
+        verdict = adopt(self._view(st, call), limits, now, self.wall_clock())
         if verdict is not None:
             return self._apply(call, verdict, limits, now)
         if not call.doomed:
@@ -228,16 +237,6 @@ class Tracker:
         call.counted = True
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
-
-    @staticmethod
-    def _record_attempt(st: AccountState, limits: Limits, now: float) -> None:
-        rate = limits.max_call_rate
-        if rate is None:
-            st.creations = None
-            return
-        if st.creations is None:
-            st.creations = []
-        _slide(st.creations, now, now - rate.window, rate.count + 1)
 
     def _drop(self, calls: dict[str, Call], call: Call) -> None:
         del calls[call.uuid]
@@ -284,10 +283,7 @@ class Tracker:
         if history:  # forget locks too old to escalate the next one
             while history and history[0] < wall - ESCALATION_WINDOW:
                 history.popleft()
-        verdict = check_lock_after(
-            AccountView(account, len(st.calls), (), st.violations or (), self.locks.get(account),
-                        self.fail_closed, history or ()),
-            limits, now, wall, trigger)
+        verdict = check_lock_after(self._view(st, None), limits, now, wall, trigger)
         if verdict is None:
             if not self.is_locked(account):
                 if st.violations is None:
@@ -385,48 +381,15 @@ class Tracker:
             self._arm_at(call, deadline)
 
     def _arm_at(self, call: Call, deadline: float) -> None:
-        self._disarm(call)
-        key = math.ceil(deadline * TIMER_SLOTS_PER_SECOND - 1e-9)  # first slot at/after it
-        head = self._buckets.get(key)
-        if head is None:
-            head = self._buckets[key] = Call("", "")
-            head.tprev = head.tnext = head
-        after = head.tnext
-        assert after is not None
-        call.tprev, call.tnext = head, after
-        head.tnext = after.tprev = call
-        if self._next_slot is None or key < self._next_slot:
-            self._next_slot = key
+        self._timers.arm(call, deadline)
 
-    @staticmethod
-    def _disarm(call: Call) -> None:
-        prev, after = call.tprev, call.tnext
-        if prev is not None and after is not None:
-            prev.tnext, after.tprev = after, prev
-            call.tprev = call.tnext = None
+    _disarm = staticmethod(disarm)
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        current = int(now * TIMER_SLOTS_PER_SECOND)
-        slot = self._next_slot
-        if slot is not None and slot <= current:
-            buckets = self._buckets
-            if current - slot > len(buckets):  # a long gap: visit only the slots that exist
-                due = sorted(k for k in buckets if k <= current)
-            else:
-                due = [k for k in range(slot, current + 1) if k in buckets]
-            for key in due:
-                head = buckets.pop(key)
-                ring: list[Call] = []  # detach first: expiring one call may disarm others
-                node = head.tnext
-                while node is not None and node is not head:
-                    ring.append(node)
-                    node.tprev, node = None, node.tnext
-                for call in ring:
-                    call.tnext = None
-                for call in ring:
-                    actions.extend(self._expire(call, now))
-            self._next_slot = min(buckets) if buckets else None
+        for ring in self._timers.due(now):
+            for call in ring:
+                actions.extend(self._expire(call, now))
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
@@ -514,14 +477,8 @@ class Tracker:
             st.violations.append(when)
 
     def timers_armed(self) -> int:
-        """Calls waiting for a duration deadline (walks the buckets: for tests and tools)."""
-        n = 0
-        for head in self._buckets.values():
-            node = head.tnext
-            while node is not None and node is not head:
-                n += 1
-                node = node.tnext
-        return n
+        """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
+        return self._timers.armed()
 
     def prune(self, now: float, horizon: float = 86400.0) -> int:
         """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their

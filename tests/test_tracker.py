@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esl_guard.model import ActionKind, CallEvent, Limits, Rate, Rule
-from esl_guard.tracker import ChannelRow, Lock, Tracker
+from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Lock, Rate, Rule
+from esl_guard.tracker import Tracker
 
 U = [f"00000000-0000-4000-8000-{i:012d}" for i in range(200)]
 

@@ -50,7 +50,11 @@ def check_rate(view: AccountView, limits: Limits, now: float, wall: float) -> Ve
     rate = limits.max_call_rate
     if rate is None:
         return None
-    n = count_since(view.creations, now - rate.window) + 1
+    creations = view.creations
+    n = len(creations) + 1
+    if n <= rate.count:  # fewer attempts kept than the limit: within it, whatever their age
+        return None
+    n = count_since(creations, now - rate.window) + 1
     if n <= rate.count:
         return None
     observed = f"{min(n, rate.count + 1)}/{format_duration(rate.window)}"
@@ -92,8 +96,13 @@ def first_verdict(rules: tuple[Check, ...], view: AccountView, limits: Limits, n
 
 
 def admit(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
-    """Run :data:`ADMISSION_RULES` in order; the first verdict, or None: the call may go on."""
-    return first_verdict(ADMISSION_RULES, view, limits, now, wall)
+    """Run :data:`ADMISSION_RULES` in order; the first verdict, or None: the call may go on.
+    (Once per new call, on the event path: the loop is written out, not delegated.)"""
+    for check in ADMISSION_RULES:
+        verdict = check(view, limits, now, wall)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def adopt(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:

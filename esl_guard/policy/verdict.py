@@ -34,9 +34,11 @@ class CallInfo:
     answered: float | None = None  # monotonic time of the answer, None = not answered
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AccountView:
-    """A read-only summary of one account's state, as a rule sees it.
+    """A read-only summary of one account's state, as a rule sees it (rules never assign to
+    it; it is not ``frozen`` only because a frozen dataclass costs microseconds to build, once
+    per new call on the event path).
 
     Times in ``creations`` and ``violations`` are monotonic (``now``'s clock), oldest first;
     ``lock_history`` holds wall-clock times of earlier locks, oldest first.  ``live`` counts the
