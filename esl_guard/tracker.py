@@ -1,9 +1,14 @@
-"""The enforcement core: per-account call state and the decisions taken on it.  Pure, no I/O.
+"""The enforcement core's state: calls per node, accounts (live calls, windows), duration
+timers, locks.  Pure, no I/O.
 
-Every method takes ``now`` (a monotonic clock, seconds) and returns the :class:`Action` list the
-adapters must carry out.  Costs: an event is O(1) amortised (dict lookups, a deque per account
-window, a heap push per answered call); ``tick`` pops only expired timers.  Nothing ever scans
-all calls, except ``retime`` on a policy reload and ``resync`` of one node.
+The tracker decides nothing itself: it builds an :class:`~esl_guard.policy.AccountView`, asks
+the rules in :mod:`esl_guard.policy` for a :class:`~esl_guard.policy.Verdict`, and applies it
+(counts, windows, timers, locks) as the :class:`Action` list the adapters must carry out.
+Every method takes ``now`` (a monotonic clock, seconds); the wall clock (lock expiry,
+escalation) comes from ``wall_clock``.  Costs: an event is O(1) amortised (dict lookups, a
+capped list per account window, a timer-wheel ring per answered call); ``tick`` visits only
+expired timers.  Nothing ever scans all calls, except ``retime`` on a policy reload and
+``resync`` of one node.
 """
 from __future__ import annotations
 
@@ -195,8 +200,8 @@ class Tracker:
         return st
 
     def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
-        """The account of a call followed from its events became known: admission.
-        (Once per new call, on the event path: the bookkeeping is written out inline.)"""
+        """The account of a call followed from its events became known: admission
+        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot."""
         st = self._account_state(account)
         call.account = st.name
         call.acct = st
@@ -212,10 +217,7 @@ class Tracker:
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
             return self._apply(call, verdict, limits, now)
-        st.calls.add(call)
-        call.counted = True
-        if call.answered is not None:  # answered before the account was known
-            self._arm_duration(call, now)
+        self._count(st, call, now)
         return []
 
     def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
