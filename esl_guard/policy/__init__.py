@@ -16,6 +16,14 @@ Rule -> function:
 - ``max_call_duration``                        -> :func:`check_duration`
 - ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
 - lock expiry                                  -> :func:`check_lock_expiry`
+
+Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
+here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
+it to :data:`ADMISSION_RULES` (decided when a call's account becomes known) or call it where
+its moment is (the tracker's ``tick`` for timers); if it needs more facts, add them to
+:class:`AccountView` (built in one place, ``Tracker._view``) or to :class:`CallFacts` (the
+tracker's ``Call``), and its limit to ``model.Limits`` and the ``config.settings.SETTINGS``
+table.  Give it a table test in ``tests/test_policy.py``.
 """
 from __future__ import annotations
 
