@@ -1,0 +1,162 @@
+"""The replay engine: recorded events -> the daemon's Tracker, on the recorded clock.
+
+``now`` and the wall clock are both the recorded time.  Time only moves forward; before it moves
+past a moment at which a duration limit or a lock expiry falls due, ``Tracker.tick`` is called
+at that exact moment (rounded up to the tracker's timer resolution, as in the daemon), so a
+call over ``max_call_duration`` is cut at ``answer + limit`` and not at the next recorded event.
+Events recorded at the same instant as a timer are applied first: a call whose recorded length
+equals the limit has not exceeded it.
+
+CDR calls become the events the tracker needs: CHANNEL_CREATE at start (with the account),
+CHANNEL_ANSWER at answer if answered, CHANNEL_HANGUP_COMPLETE at end.  Calls arrive in start
+order; answers and ends wait in a heap, so memory follows the calls that are up.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from esl_guard.config import Config
+from esl_guard.model import Action, ActionKind, CallEvent, clause_of
+from esl_guard.replay.cdr import Call
+from esl_guard.tracker import TIMER_SLOTS_PER_SECOND, CallEventLike, Tracker
+
+CREATE, ANSWER, END = "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"
+
+Timed = tuple[float, CallEventLike]
+
+
+@dataclass(slots=True)
+class Decision:
+    """One action of the policy, as the daemon would audit it."""
+
+    time: float
+    action: Action
+
+    @property
+    def clause(self) -> str | None:
+        return self.action.clause or clause_of(self.action.rule)
+
+
+def slot_time(deadline: float) -> float:
+    """The first moment at which ``Tracker.tick`` fires a timer due at ``deadline``."""
+    key = math.ceil(deadline * TIMER_SLOTS_PER_SECOND - 1e-9)
+    t = key / TIMER_SLOTS_PER_SECOND
+    while int(t * TIMER_SLOTS_PER_SECOND) < key:
+        t = math.nextafter(t, math.inf)
+    return max(t, deadline)
+
+
+def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
+    """Calls in start order -> (time, event) in time order.  At one instant: ends, then
+    answers, then new calls (a slot freed at 12:00:00 is free for a call made at 12:00:00)."""
+    pending: list[tuple[float, int, int, CallEvent]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    n = 0
+    for start, _, _, uuid, account, answer, end, _, b_leg, _ in calls:
+        while pending and pending[0][0] <= start:
+            item = pop(pending)
+            yield item[0], item[3]
+        yield start, CallEvent(CREATE, node, uuid, account, b_leg)
+        n += 1
+        if answer is not None:
+            push(pending, (answer, 1, n, CallEvent(ANSWER, node, uuid, account, b_leg)))
+        push(pending, (end, 0, n, CallEvent(END, node, uuid, account, b_leg)))
+    while pending:
+        item = pop(pending)
+        yield item[0], item[3]
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    calls: int = 0
+    first: float | None = None
+    last: float | None = None
+    hung_up: set[str] = field(default_factory=set)      # calls the policy would hang up
+    locked: set[str] = field(default_factory=set)       # accounts it would lock
+    dry_hung_up: set[str] = field(default_factory=set)  # the same under dry_run (logged only)
+    dry_locked: set[str] = field(default_factory=set)
+    by_rule: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Engine:
+    """One policy over one recorded timeline.  ``on_decision`` receives every decision as it
+    is taken (in time order)."""
+
+    def __init__(self, config: Config, on_decision: Callable[[Decision], None]) -> None:
+        self.config = config
+        self.now = float("-inf")
+        self.tracker = Tracker(config.limits_for, self._wall)
+        self.on_decision = on_decision
+        self.stats = Stats()
+        self._timers: list[float] = []
+
+    def _wall(self) -> float:
+        return self.now
+
+    # ------------------------------------------------------------------ time
+    def _advance(self, t: float) -> None:
+        """Fire every timer due strictly before ``t``, each at its own moment."""
+        timers = self._timers
+        pop = heapq.heappop
+        while timers and timers[0] < t:
+            at = pop(timers)
+            while timers and timers[0] <= at:
+                pop(timers)
+            if at > self.now:
+                self.now = at
+            actions = self.tracker.tick(self.now)
+            if actions:
+                self._decide(actions)
+
+    def finish(self) -> None:
+        """The end of the recording: fire what falls due up to its last moment, no later."""
+        if self.stats.last is not None:
+            self._advance(math.nextafter(self.stats.last, math.inf))
+
+    # ------------------------------------------------------------------ events
+    def apply(self, t: float, ev: CallEventLike, catch_up: bool = False) -> None:
+        """Apply one recorded event.  ``catch_up``: also tick at ``t`` afterwards, for raw
+        captures where an account may first appear on a later event than the answer."""
+        stats = self.stats
+        if t > self.now:
+            if self._timers and self._timers[0] < t:
+                self._advance(t)
+            self.now = t
+            stats.last = t
+            if stats.first is None:
+                stats.first = t
+        stats.events += 1
+        name = ev.name
+        if name == CREATE and not ev.b_leg:
+            stats.calls += 1
+        actions = self.tracker.on_event(ev, self.now)
+        if actions:
+            self._decide(actions)
+        if name == ANSWER:
+            account = ev.account
+            if account:
+                limit = self.config.limits_for(account).max_call_duration
+                if limit is not None:
+                    heapq.heappush(self._timers, slot_time(self.now + limit))
+        if catch_up:
+            actions = self.tracker.tick(self.now)
+            if actions:
+                self._decide(actions)
+
+    def _decide(self, actions: list[Action]) -> None:
+        stats = self.stats
+        for action in actions:
+            kind = action.kind
+            if kind is ActionKind.HANGUP and action.uuid:
+                (stats.dry_hung_up if action.dry_run else stats.hung_up).add(action.uuid)
+            elif kind is ActionKind.LOCK:
+                (stats.dry_locked if action.dry_run else stats.locked).add(action.account)
+                if action.until is not None and not action.dry_run:
+                    heapq.heappush(self._timers, action.until)
+            stats.by_rule[(action.rule.value if action.rule else "-", kind.value)] += 1
+            self.on_decision(Decision(self.now, action))
