@@ -1,6 +1,6 @@
 """CDR records (mod_cdr_csv, mod_json_cdr) -> calls in start order, in bounded memory.
 
-A call is a tuple ``(start, order, seq, uuid, account, answer, end, bleg_uuid, b_leg, where)``
+A call is a tuple ``(start, order, uuid, seq, account, answer, end, bleg_uuid, b_leg)``
 (times in epoch seconds, ``answer`` None when never answered).  Tuples, not objects: a month of
 CDRs is tens of millions of rows.
 
@@ -55,16 +55,30 @@ RUN = 200_000          # records sorted in memory per run of the external sort
 SPILL_CHUNK = 4096     # records per pickle frame in a spilled run
 BLEG_HORIZON = 3600.0  # a B-leg row starts within this of its A-leg
 
-Call = tuple[float, int, int, str, "str | None", "float | None", float, str, bool, str]
+Call = tuple[float, int, str, int, "str | None", "float | None", float, str, bool]
 
 
 class StampParser:
-    """``YYYY-MM-DD HH:MM:SS`` in local time -> epoch seconds; mktime once per hour seen."""
+    """``YYYY-MM-DD HH:MM:SS`` in local time -> epoch seconds; mktime once per hour seen, and
+    the last few thousand stamps remembered (a busy switch writes the same second many times)."""
+
+    CACHE = 4096
 
     def __init__(self) -> None:
         self._hours: dict[str, float] = {}
+        self._seen: dict[str, float | None] = {}
 
     def __call__(self, text: str) -> float | None:
+        seen = self._seen.get(text)
+        if seen is not None:
+            return seen
+        value = self._parse(text)
+        if len(self._seen) >= self.CACHE:
+            self._seen.clear()
+        self._seen[text] = value
+        return value
+
+    def _parse(self, text: str) -> float | None:
         if not text:
             return None
         base = self._hours.get(text[:13])
@@ -171,8 +185,8 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
             account = row[i_acct] if i_acct is not None else ""
             bleg = row[i_bleg] if i_bleg is not None else ""
             seq += 1
-            yield (start, 0 if bleg else 1, seq, uuid, account or None, answer, end, bleg,
-                   False, f"{name}:{line}")
+            yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg,
+                   False)
     except csv.Error as exc:
         problems.add(name, line + 1, f"unreadable CSV: {exc}")
 
@@ -208,7 +222,7 @@ def _value(var: dict[str, Any], key: str) -> str:
     return unquote(value, errors="replace") if "%" in value else value
 
 
-def json_call(cdr: Any, where: str, account_variable: str, seq: int) -> Call | str:
+def json_call(cdr: Any, account_variable: str, seq: int) -> Call | str:
     """One mod_json_cdr object -> a call, or the reason it is unusable."""
     if not isinstance(cdr, dict) or not isinstance(cdr.get("variables"), dict):
         return "not a mod_json_cdr object (no \"variables\")"
@@ -234,8 +248,8 @@ def json_call(cdr: Any, where: str, account_variable: str, seq: int) -> Call | s
         or bool(var.get("originating_leg_uuid") or var.get("originator"))
     account = _value(var, account_variable) or None
     bleg = _value(var, "bleg_uuid")
-    return (start, 0 if bleg else 1, seq, uuid, account, answer, end, bleg,
-            outbound and originated, where)
+    return (start, 0 if bleg else 1, uuid, seq, account, answer, end, bleg,
+            outbound and originated)
 
 
 def json_calls(stream: IO[bytes], name: str, account_variable: str,
@@ -256,7 +270,7 @@ def json_calls(stream: IO[bytes], name: str, account_variable: str,
                 problems.add(name, n, f"not valid JSON: {exc.msg}")
     for n, doc in docs:
         seq0 += 1
-        call = json_call(doc, f"{name}:{n}", account_variable, seq0)
+        call = json_call(doc, account_variable, seq0)
         if isinstance(call, str):
             problems.add(name, n, call)
         else:
@@ -284,7 +298,8 @@ def _unspill(f: IO[bytes]) -> Iterator[Call]:
 
 
 def sort_by_start(calls: Iterable[Call], run: int = RUN) -> Iterator[Call]:
-    """``calls`` sorted by (start, order, seq) in memory bounded by ``run`` records."""
+    """``calls`` sorted by (start, order, uuid, seq) in memory bounded by ``run`` records: calls
+    starting at the same instant are taken in uuid order, whatever the file order or format."""
     buf: list[Call] = []
     spills: list[IO[bytes]] = []
     try:
@@ -317,7 +332,7 @@ def mark_b_legs(calls: Iterable[Call]) -> Iterator[Call]:
         if call[7]:
             blegs[call[7]] = start
             order.append((start, call[7]))
-        if not call[8] and blegs and call[3] in blegs:
-            del blegs[call[3]]
-            call = call[:8] + (True,) + call[9:]
+        if not call[8] and blegs and call[2] in blegs:
+            del blegs[call[2]]
+            call = call[:8] + (True,)
         yield call

@@ -98,10 +98,8 @@ def replay(args: argparse.Namespace, out: TextIO) -> Problems:
             catch_up = ev.__class__ is LazyEvent
             for apply in appliers:
                 apply(t, ev, catch_up)
-    elif len(appliers) == 1:
-        apply = appliers[0]
-        for t, ev in events:
-            apply(t, ev)
+    elif len(engines) == 1:
+        engines[0].run(events)
     else:
         for t, ev in events:
             for apply in appliers:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from esl_guard.config import Config
-from esl_guard.model import Action, ActionKind, CallEvent, clause_of
+from esl_guard.model import Action, ActionKind, clause_of
 from esl_guard.replay.cdr import Call
 from esl_guard.tracker import TIMER_SLOTS_PER_SECOND, CallEventLike, Tracker
 
@@ -50,21 +50,39 @@ def slot_time(deadline: float) -> float:
     return max(t, deadline)
 
 
+class CdrEvent:
+    """A call event made from a CDR: the fields of :class:`esl_guard.model.CallEvent` (the
+    tracker's ``CallEventLike``), in a plain slotted class: a frozen dataclass costs ~6 us to
+    build, three per CDR row."""
+
+    __slots__ = ("name", "node", "uuid", "account", "b_leg", "end")
+
+    def __init__(self, name: str, node: str, uuid: str, account: str | None,
+                 b_leg: bool, end: float | None = None) -> None:
+        self.name = name
+        self.node = node
+        self.uuid = uuid
+        self.account = account
+        self.b_leg = b_leg
+        self.end = end  # ANSWER: when the recorded call ended
+
+
 def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
     """Calls in start order -> (time, event) in time order.  At one instant: ends, then
-    answers, then new calls (a slot freed at 12:00:00 is free for a call made at 12:00:00)."""
-    pending: list[tuple[float, int, int, CallEvent]] = []
+    answers, then new calls (a slot freed at 12:00:00 is free for a call made at 12:00:00).
+    Memory: the answers and ends of the calls that are up."""
+    pending: list[tuple[float, int, int, CdrEvent]] = []
     push, pop = heapq.heappush, heapq.heappop
     n = 0
-    for start, _, _, uuid, account, answer, end, _, b_leg, _ in calls:
+    for start, _, uuid, _, account, answer, end, _, b_leg in calls:
         while pending and pending[0][0] <= start:
             item = pop(pending)
             yield item[0], item[3]
-        yield start, CallEvent(CREATE, node, uuid, account, b_leg)
+        yield start, CdrEvent(CREATE, node, uuid, account, b_leg)
         n += 1
         if answer is not None:
-            push(pending, (answer, 1, n, CallEvent(ANSWER, node, uuid, account, b_leg)))
-        push(pending, (end, 0, n, CallEvent(END, node, uuid, account, b_leg)))
+            push(pending, (answer, 1, n, CdrEvent(ANSWER, node, uuid, account, b_leg, end)))
+        push(pending, (end, 0, n, CdrEvent(END, node, uuid, account, b_leg)))
     while pending:
         item = pop(pending)
         yield item[0], item[3]
@@ -138,15 +156,55 @@ class Engine:
         if actions:
             self._decide(actions)
         if name == ANSWER:
-            account = ev.account
-            if account:
-                limit = self.config.limits_for(account).max_call_duration
-                if limit is not None:
-                    heapq.heappush(self._timers, slot_time(self.now + limit))
+            self._arm(ev)
         if catch_up:
             actions = self.tracker.tick(self.now)
             if actions:
                 self._decide(actions)
+
+    def run(self, events: Iterable[Timed]) -> None:
+        """``apply`` for every event of a CDR timeline: the same steps, with the lookups
+        hoisted out of the loop (the replay's hot path)."""
+        stats = self.stats
+        on_event = self.tracker.on_event
+        timers = self._timers
+        decide, arm = self._decide, self._arm
+        now = self.now
+        calls = events_n = 0
+        for t, ev in events:
+            if t > now:
+                if timers and timers[0] < t:
+                    self._advance(t)
+                self.now = now = t
+                if stats.first is None:
+                    stats.first = t
+            events_n += 1
+            name = ev.name
+            if name == CREATE and not ev.b_leg:
+                calls += 1
+            actions = on_event(ev, now)
+            if actions:
+                decide(actions)
+            if name == ANSWER:
+                arm(ev)
+        stats.calls += calls
+        stats.events += events_n
+        if now > float("-inf"):
+            stats.last = now
+
+    def _arm(self, ev: CallEventLike) -> None:
+        """A call was answered: the moment its duration limit falls due is a moment to tick
+        at, unless the recording shows it ended first."""
+        account = ev.account
+        if not account:
+            return
+        limit = self.config.limits_for(account).max_call_duration
+        if limit is None:
+            return
+        due = slot_time(self.now + limit)
+        end = getattr(ev, "end", None)
+        if end is None or end > due:
+            heapq.heappush(self._timers, due)
 
     def _decide(self, actions: list[Action]) -> None:
         stats = self.stats

@@ -125,7 +125,7 @@ def source_calls(src: Source, columns: Sequence[str], account_variable: str,
                     yield from csv_calls(f, name, columns, account_variable, problems)
                 else:
                     for call in json_calls(f, name, account_variable, problems, seq):
-                        seq = call[2]
+                        seq = call[3]
                         yield call
                     seq += 1
         except (OSError, EOFError, zlib.error) as exc:
