@@ -55,16 +55,16 @@ class CdrEvent:
     tracker's ``CallEventLike``), in a plain slotted class: a frozen dataclass costs ~6 us to
     build, three per CDR row."""
 
-    __slots__ = ("name", "node", "uuid", "account", "b_leg", "end")
+    __slots__ = ("name", "node", "uuid", "account", "b_leg", "hangup_at")
 
     def __init__(self, name: str, node: str, uuid: str, account: str | None,
-                 b_leg: bool, end: float | None = None) -> None:
+                 b_leg: bool, hangup_at: float | None = None) -> None:
         self.name = name
         self.node = node
         self.uuid = uuid
         self.account = account
         self.b_leg = b_leg
-        self.end = end  # ANSWER: when the recorded call ended
+        self.hangup_at = hangup_at  # ANSWER: when the recorded call ended
 
 
 def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
@@ -202,7 +202,7 @@ class Engine:
         if limit is None:
             return
         due = slot_time(self.now + limit)
-        end = getattr(ev, "end", None)
+        end = ev.hangup_at if isinstance(ev, CdrEvent) else None
         if end is None or end > due:
             heapq.heappush(self._timers, due)
 
