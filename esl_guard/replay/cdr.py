@@ -155,40 +155,43 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
     i_ans, conv_ans = answer_col if answer_col is not None else (None, None)
     width = len(columns)
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(text, strict=True)  # a stray quote in a value is an error, not data
     seq = 0
-    line = 0
-    try:
-        for row in reader:
-            line = reader.line_num
-            if len(row) != width:
-                if not row:
-                    continue
-                problems.add(name, line, f"{len(row)} fields, expected {width} (a quote or "
-                             "newline inside a value, or a different template: --cdr-columns)")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.add(name, reader.line_num, f"unreadable CSV row ({exc}): a quote or "
+                         "newline inside a value")
+            continue
+        line = reader.line_num
+        if len(row) != width:
+            if not row:
                 continue
-            uuid = row[i_uuid]
-            if not is_uuid(uuid):
-                problems.add(name, line, f"uuid {uuid[:40]!r} is not a channel UUID")
-                continue
-            try:
-                start = conv_start(row[i_start])
-                end = conv_end(row[i_end])
-                answer = conv_ans(row[i_ans]) if i_ans is not None and conv_ans else None
-            except ValueError as exc:
-                problems.add(name, line, str(exc) if "stamp" in str(exc) else f"bad time: {exc}")
-                continue
-            if start is None or end is None or end < start or (
-                    answer is not None and not start <= answer <= end):
-                problems.add(name, line, "start/answer/end times missing or out of order")
-                continue
-            account = row[i_acct] if i_acct is not None else ""
-            bleg = row[i_bleg] if i_bleg is not None else ""
-            seq += 1
-            yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg,
-                   False)
-    except csv.Error as exc:
-        problems.add(name, line + 1, f"unreadable CSV: {exc}")
+            problems.add(name, line, f"{len(row)} fields, expected {width} (a quote or "
+                         "newline inside a value, or a different template: --cdr-columns)")
+            continue
+        uuid = row[i_uuid]
+        if not is_uuid(uuid):
+            problems.add(name, line, f"uuid {uuid[:40]!r} is not a channel UUID")
+            continue
+        try:
+            start = conv_start(row[i_start])
+            end = conv_end(row[i_end])
+            answer = conv_ans(row[i_ans]) if i_ans is not None and conv_ans else None
+        except ValueError as exc:
+            problems.add(name, line, str(exc) if "stamp" in str(exc) else f"bad time: {exc}")
+            continue
+        if start is None or end is None or end < start or (
+                answer is not None and not start <= answer <= end):
+            problems.add(name, line, "start/answer/end times missing or out of order")
+            continue
+        account = row[i_acct] if i_acct is not None else ""
+        bleg = row[i_bleg] if i_bleg is not None else ""
+        seq += 1
+        yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg, False)
 
 
 def _times_of(cdr: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
@@ -259,15 +262,17 @@ def json_calls(stream: IO[bytes], name: str, account_variable: str,
     text = data.decode("utf-8", "replace")
     try:
         docs: list[tuple[int, Any]] = [(1, json.loads(text))]
-    except ValueError:
+    except (ValueError, RecursionError):
         docs = []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 docs.append((n, json.loads(line)))
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 problems.add(name, n, f"not valid JSON: {exc.msg}")
+            except (ValueError, RecursionError) as exc:
+                problems.add(name, n, f"not valid JSON: {exc.__class__.__name__}")
     for n, doc in docs:
         seq0 += 1
         call = json_call(doc, account_variable, seq0)

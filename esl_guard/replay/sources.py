@@ -46,7 +46,7 @@ def open_bytes(path: Path) -> IO[bytes]:
     f = open(path, "rb")  # noqa: SIM115 - returned to the caller
     if f.read(2) == GZIP_MAGIC:
         f.close()
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]
     f.seek(0)
     return f
 
