@@ -68,24 +68,28 @@ class CdrEvent:
 
 
 def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
-    """Calls in start order -> (time, event) in time order.  At one instant: ends, then
-    answers, then new calls (a slot freed at 12:00:00 is free for a call made at 12:00:00).
-    Memory: the answers and ends of the calls that are up."""
-    pending: list[tuple[float, int, int, CdrEvent]] = []
+    """Calls in start order -> (time, event) in time order.  At one instant, the answers and
+    ends already due come before new calls (a slot freed at 12:00:00 is free for a call made
+    at 12:00:00).  Memory: the answers and ends of the calls that are up."""
+    pending: list[tuple[float, int, CdrEvent]] = []
     push, pop = heapq.heappush, heapq.heappop
     n = 0
     for start, _, uuid, _, account, answer, end, _, b_leg in calls:
         while pending and pending[0][0] <= start:
-            item = pop(pending)
-            yield item[0], item[3]
+            t, _, ev = pop(pending)
+            yield t, ev
         yield start, CdrEvent(CREATE, node, uuid, account, b_leg)
         n += 1
         if answer is not None:
-            push(pending, (answer, 1, n, CdrEvent(ANSWER, node, uuid, account, b_leg, end)))
-        push(pending, (end, 0, n, CdrEvent(END, node, uuid, account, b_leg)))
+            answered = CdrEvent(ANSWER, node, uuid, account, b_leg, end)
+            if answer == start:  # nothing can come between: no need to queue it
+                yield start, answered
+            else:
+                push(pending, (answer, n, answered))
+        push(pending, (end, n, CdrEvent(END, node, uuid, account, b_leg)))
     while pending:
-        item = pop(pending)
-        yield item[0], item[3]
+        t, _, ev = pop(pending)
+        yield t, ev
 
 
 @dataclass
@@ -112,6 +116,10 @@ class Engine:
         self.on_decision = on_decision
         self.stats = Stats()
         self._timers: list[float] = []
+        limits = [config.policy, *config.accounts.values()]
+        durations = [x.max_call_duration for x in limits if x.max_call_duration is not None]
+        #: No account's duration limit is shorter: a recorded call ending sooner needs no tick.
+        self._shortest_limit = min(durations, default=math.inf)
 
     def _wall(self) -> float:
         return self.now
@@ -195,6 +203,9 @@ class Engine:
     def _arm(self, ev: CallEventLike) -> None:
         """A call was answered: the moment its duration limit falls due is a moment to tick
         at, unless the recording shows it ended first."""
+        end = ev.hangup_at if isinstance(ev, CdrEvent) else None
+        if end is not None and end - self.now <= self._shortest_limit:
+            return
         account = ev.account
         if not account:
             return
@@ -202,7 +213,6 @@ class Engine:
         if limit is None:
             return
         due = slot_time(self.now + limit)
-        end = ev.hangup_at if isinstance(ev, CdrEvent) else None
         if end is None or end > due:
             heapq.heappush(self._timers, due)
 
