@@ -378,3 +378,19 @@ def test_cdr_columns_for_another_template(tmp_path: Path) -> None:
     assert [(d["kind"], d["uuid"]) for d in docs] == [("violation", UUIDS[2]),
                                                         ("hangup", UUIDS[2])]
     assert main(["replay", "-c", str(p), "--cdr-columns", "uuid,accountcode", str(cdr)]) == 2
+
+
+def test_the_readme_example_is_the_real_output(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    monkeypatch.chdir(CDR)
+    for command in ("esl-guard replay -c policy.conf Master.csv",
+                    "esl-guard replay -c policy.conf --compare policy-strict.conf Master.csv"):
+        shown = readme.split(f"$ TZ=UTC {command}\n", 1)[1].split("```", 1)[0].splitlines()
+        assert main(command.split()[1:]) == 0
+        out = capsys.readouterr().out.splitlines()
+        if "..." in shown:
+            cut = shown.index("...")
+            assert out[:cut] == shown[:cut] and out[-1] == shown[-1]
+        else:
+            assert out == shown

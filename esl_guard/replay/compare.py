@@ -42,15 +42,17 @@ def _lock_key(d: Decision) -> tuple[float, float | None, bool]:
 def diff(a: Fates, b: Fates) -> list[dict[str, Any]]:
     """Every call whose fate differs and every lock present under one policy only."""
     out: list[dict[str, Any]] = []
-    for uuid in sorted(a.calls.keys() | b.calls.keys(),
-                       key=lambda u: min(x.time for x in (a.calls.get(u), b.calls.get(u)) if x)):
+    def first(uuid: str) -> tuple[float, str]:
+        return min(x.time for x in (a.calls.get(uuid), b.calls.get(uuid)) if x), uuid
+
+    for uuid in sorted(a.calls.keys() | b.calls.keys(), key=first):
         da, db = a.calls.get(uuid), b.calls.get(uuid)
         fa, fb = _fate(da), _fate(db)
         if fa == fb:
             continue
-        first = da or db
-        assert first is not None
-        out.append({"kind": "call", "uuid": uuid, "account": first.action.account,
+        some = da or db
+        assert some is not None
+        out.append({"kind": "call", "uuid": uuid, "account": some.action.account,
                     "a": _doc(da), "b": _doc(db)})
     for account in sorted(a.locks.keys() | b.locks.keys()):
         ka = {_lock_key(d): d for d in a.locks.get(account, [])}
