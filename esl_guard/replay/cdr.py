@@ -33,7 +33,7 @@ import datetime as dt
 import heapq
 import io
 import json
-import pickle
+import marshal
 import tempfile
 import time
 from collections import deque
@@ -52,7 +52,7 @@ EXAMPLE_COLUMNS = (
 )
 
 RUN = 200_000          # records sorted in memory per run of the external sort
-SPILL_CHUNK = 4096     # records per pickle frame in a spilled run
+SPILL_CHUNK = 4096     # records per marshal frame in a spilled run
 BLEG_HORIZON = 3600.0  # a B-leg row starts within this of its A-leg
 
 Call = tuple[float, int, str, int, "str | None", "float | None", float, str, bool]
@@ -288,18 +288,17 @@ def json_calls(stream: IO[bytes], name: str, account_variable: str,
 def _spill(run: list[Call]) -> IO[bytes]:
     f = tempfile.TemporaryFile()
     for i in range(0, len(run), SPILL_CHUNK):
-        pickle.dump(run[i:i + SPILL_CHUNK], f, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = marshal.dumps(run[i:i + SPILL_CHUNK])
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
     f.seek(0)
     return f
 
 
 def _unspill(f: IO[bytes]) -> Iterator[Call]:
-    while True:
-        try:
-            chunk = pickle.load(f)  # noqa: S301 - our own anonymous temporary file
-        except EOFError:
-            return
-        yield from chunk
+    # Length-prefixed blobs: marshal.load() on a file reads it in tiny pieces.
+    while size := int.from_bytes(f.read(8), "little"):
+        yield from marshal.loads(f.read(size))  # our own anonymous temporary file
 
 
 def sort_by_start(calls: Iterable[Call], run: int = RUN) -> Iterator[Call]:

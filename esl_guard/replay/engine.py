@@ -70,26 +70,37 @@ class CdrEvent:
 def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
     """Calls in start order -> (time, event) in time order.  At one instant, the answers and
     ends already due come before new calls (a slot freed at 12:00:00 is free for a call made
-    at 12:00:00).  Memory: the answers and ends of the calls that are up."""
-    pending: list[tuple[float, int, CdrEvent]] = []
+    at 12:00:00), in the order their calls started.  Memory: the answers and ends of the calls
+    that are up, grouped by instant (a heap of distinct times, a list per time: CDR stamps
+    repeat a lot, and floats compare faster than tuples)."""
+    times: list[float] = []
+    due: dict[float, list[CdrEvent]] = {}
     push, pop = heapq.heappush, heapq.heappop
-    n = 0
     for start, _, uuid, _, account, answer, end, _, b_leg in calls:
-        while pending and pending[0][0] <= start:
-            t, _, ev = pop(pending)
-            yield t, ev
+        while times and times[0] <= start:
+            t = pop(times)
+            for ev in due.pop(t):
+                yield t, ev
         yield start, CdrEvent(CREATE, node, uuid, account, b_leg)
-        n += 1
         if answer is not None:
             answered = CdrEvent(ANSWER, node, uuid, account, b_leg, end)
             if answer == start:  # nothing can come between: no need to queue it
                 yield start, answered
+            elif answer in due:
+                due[answer].append(answered)
             else:
-                push(pending, (answer, n, answered))
-        push(pending, (end, n, CdrEvent(END, node, uuid, account, b_leg)))
-    while pending:
-        t, _, ev = pop(pending)
-        yield t, ev
+                due[answer] = [answered]
+                push(times, answer)
+        ended = CdrEvent(END, node, uuid, account, b_leg)
+        if end in due:
+            due[end].append(ended)
+        else:
+            due[end] = [ended]
+            push(times, end)
+    while times:
+        t = pop(times)
+        for ev in due.pop(t):
+            yield t, ev
 
 
 @dataclass
