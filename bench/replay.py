@@ -13,6 +13,7 @@ import argparse
 import io
 import os
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -93,7 +94,8 @@ def measure(rows: int, rounds: int) -> dict[str, Any]:
     cpu = statistics.median(cpus)
     return {"rows": rows, "rounds": [rows / c for c in cpus], "cpu_seconds": cpu,
             "rows_per_s": rows / cpu, "elapsed_rows_per_s": rows / statistics.median(runs),
-            "decisions": decisions, "mb_per_s": size / cpu / 1e6}
+            "decisions": decisions, "mb_per_s": size / cpu / 1e6,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def row(quick: bool, in_child: Any) -> dict[str, Any]:
@@ -107,7 +109,7 @@ def row(quick: bool, in_child: Any) -> dict[str, Any]:
 def describe(r: dict[str, Any]) -> str:
     return (f"{r['rows_per_s']:,.0f} CDR rows per CPU-second ({r['mb_per_s']:.1f} MB/s; "
             f"elapsed {r['elapsed_rows_per_s']:,.0f}/s), median of {len(r['rounds'])} x "
-            f"{r['rows']:,} rows, {r['decisions']:,} decisions")
+            f"{r['rows']:,} rows, {r['decisions']:,} decisions, max RSS {r['max_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

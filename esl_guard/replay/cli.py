@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import sys
 from collections.abc import Callable, Iterator
 from operator import itemgetter
@@ -124,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     or a conf cannot be used at all."""
     try:
         problems = replay(args, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `esl-guard replay ... | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ReplayError as exc:
         text = str(exc)
         print(text if "\n" in text else f"esl-guard replay: {text}", file=sys.stderr)

@@ -34,8 +34,8 @@ def audit_doc(d: Decision, seq: int) -> dict[str, Any]:
 def describe(d: Decision) -> str:
     """One text line for a decision (without the account)."""
     a = d.action
-    parts = [local(d.time), f"{a.kind.value:<9}", f"{a.rule.value if a.rule else '-'}"
-             f" ({d.clause or '-'})"]
+    what = f"{a.rule.value} ({d.clause or '-'})" if a.rule else a.detail or "-"
+    parts = [local(d.time), f"{a.kind.value:<9}", what]
     if a.uuid:
         parts.append(f"call {a.uuid}")
     if a.observed is not None or a.limit is not None:

@@ -28,7 +28,8 @@ from esl_guard.safety import is_uuid
 GZIP_MAGIC = b"\x1f\x8b"
 SNIFF = 4096
 CHUNK = 1 << 20
-_HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*: ")
+#: How an ESL byte stream starts: the server's auth/request, or an event frame.
+_ESL_START = re.compile(rb"(Content-Type|Content-Length|Event-Name): ")
 _TIMESTAMP = b"\nEvent-Date-Timestamp: "
 
 CSV, JSON, ESL = "cdr-csv", "json-cdr", "esl"
@@ -65,7 +66,7 @@ def sniff(path: Path, columns: Sequence[str]) -> str:
     body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not body:
         raise ReplayError(f"{path}: empty file: not a CDR CSV, JSON CDR or ESL capture")
-    if _HEADER_LINE.match(body):
+    if _ESL_START.match(body):
         return ESL
     if body[:1] in (b"{", b"["):
         return JSON
