@@ -200,7 +200,10 @@ def test_external_sort_spills_and_merges_exactly() -> None:
     rnd = random.Random(1)
     calls = [(float(rnd.randrange(1000)), rnd.randrange(2), UUIDS[rnd.randrange(100)], i, None,
               None, 0.0, "", False) for i in range(5000)]
-    assert list(sort_by_start(iter(calls), run=64)) == sorted(calls)
+    for run, chunk in ((64, 7), (1000, 1), (5000, 4096), (10**6, 16)):
+        assert list(sort_by_start(iter(calls), run=run, chunk=chunk)) == sorted(calls)
+    by_end = sorted(calls, key=lambda c: c[0] + c[3] % 50)  # end order: runs barely overlap
+    assert list(sort_by_start(iter(by_end), run=300, chunk=50)) == sorted(calls)
 
 
 def test_duration_limit_fires_at_the_deadline_not_at_the_next_row(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ Formats, from FreeSWITCH's sources:
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import heapq
@@ -285,23 +286,60 @@ def json_calls(stream: IO[bytes], name: str, account_variable: str,
 # --------------------------------------------------------------------------- order
 
 
-def _spill(run: list[Call]) -> IO[bytes]:
+def _spill(run: list[Call], chunk: int) -> IO[bytes]:
     f = tempfile.TemporaryFile()
-    for i in range(0, len(run), SPILL_CHUNK):
-        blob = marshal.dumps(run[i:i + SPILL_CHUNK])
+    for i in range(0, len(run), chunk):
+        blob = marshal.dumps(run[i:i + chunk])
         f.write(len(blob).to_bytes(8, "little"))
         f.write(blob)
     f.seek(0)
     return f
 
 
-def _unspill(f: IO[bytes]) -> Iterator[Call]:
+def _unspill(f: IO[bytes]) -> Iterator[list[Call]]:
     # Length-prefixed blobs: marshal.load() on a file reads it in tiny pieces.
     while size := int.from_bytes(f.read(8), "little"):
-        yield from marshal.loads(f.read(size))  # our own anonymous temporary file
+        yield marshal.loads(f.read(size))  # our own anonymous temporary file
 
 
-def sort_by_start(calls: Iterable[Call], run: int = RUN) -> Iterator[Call]:
+def _slices(buf: list[Call], chunk: int) -> Iterator[list[Call]]:
+    for i in range(0, len(buf), chunk):
+        yield buf[i:i + chunk]
+
+
+def merge_chunks(runs: list[Iterator[list[Call]]]) -> Iterator[Call]:
+    """A k-way merge of sorted runs, each given as sorted chunks, a slice at a time: the
+    smallest head's chunk is emitted up to the next smallest head (found by bisection).  Runs of
+    an end-ordered CDR file overlap only around their boundaries, so nearly every chunk goes out
+    whole, without a heap operation per record as in ``heapq.merge``."""
+    heap: list[tuple[Call, int, int, list[Call]]] = []
+    for i, it in enumerate(runs):
+        chunk = next(it, None)
+        if chunk:
+            heap.append((chunk[0], i, 0, chunk))
+    heapq.heapify(heap)
+    while heap:
+        _, i, lo, chunk = heap[0]
+        if len(heap) == 1:
+            yield from chunk[lo:]
+            for rest in runs[i]:
+                yield from rest
+            return
+        bound = heap[1][0] if len(heap) == 2 or heap[1][0] < heap[2][0] else heap[2][0]
+        hi = bisect.bisect_right(chunk, bound, lo)
+        yield from chunk[lo:hi]
+        if hi < len(chunk):
+            heapq.heapreplace(heap, (chunk[hi], i, hi, chunk))
+        else:
+            chunk = next(runs[i], [])
+            if chunk:
+                heapq.heapreplace(heap, (chunk[0], i, 0, chunk))
+            else:
+                heapq.heappop(heap)
+
+
+def sort_by_start(calls: Iterable[Call], run: int = RUN,
+                  chunk: int = SPILL_CHUNK) -> Iterator[Call]:
     """``calls`` sorted by (start, order, uuid, seq) in memory bounded by ``run`` records: calls
     starting at the same instant are taken in uuid order, whatever the file order or format."""
     buf: list[Call] = []
@@ -311,13 +349,13 @@ def sort_by_start(calls: Iterable[Call], run: int = RUN) -> Iterator[Call]:
             buf.append(call)
             if len(buf) >= run:
                 buf.sort()
-                spills.append(_spill(buf))
+                spills.append(_spill(buf, chunk))
                 buf = []
         buf.sort()
         if not spills:
             yield from buf
             return
-        yield from heapq.merge(*(_unspill(f) for f in spills), buf)
+        yield from merge_chunks([*(_unspill(f) for f in spills), _slices(buf, chunk)])
     finally:
         for f in spills:
             f.close()

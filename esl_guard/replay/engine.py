@@ -25,6 +25,7 @@ from esl_guard.replay.cdr import Call
 from esl_guard.tracker import TIMER_SLOTS_PER_SECOND, CallEventLike, Tracker
 
 CREATE, ANSWER, END = "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"
+DRAIN_EVERY = 300.0  # recorded seconds between two ticks that only tidy the tracker's timers
 
 Timed = tuple[float, CallEventLike]
 
@@ -131,6 +132,7 @@ class Engine:
         durations = [x.max_call_duration for x in limits if x.max_call_duration is not None]
         #: No account's duration limit is shorter: a recorded call ending sooner needs no tick.
         self._shortest_limit = min(durations, default=math.inf)
+        self._drain_at = -math.inf
 
     def _wall(self) -> float:
         return self.now
@@ -150,6 +152,19 @@ class Engine:
             if actions:
                 self._decide(actions)
 
+    def _drain(self, t: float) -> None:
+        """Time moves on to ``t``: every DRAIN_EVERY recorded seconds, tick at the moment just
+        passed, as the daemon's ticker does.  Nothing is due then (every known deadline fired at
+        its own moment), but the tracker drops the timer buckets of calls that ended: without
+        it they would pile up for the whole recording when no call ever reaches its limit.
+        (Each tick that finds something due costs O(armed buckets) in the tracker, so not
+        every second.)"""
+        self._drain_at = t + DRAIN_EVERY
+        if self.now > -math.inf:
+            actions = self.tracker.tick(self.now)
+            if actions:
+                self._decide(actions)
+
     def finish(self) -> None:
         """The end of the recording: fire what falls due up to its last moment, no later."""
         if self.stats.last is not None:
@@ -163,6 +178,8 @@ class Engine:
         if t > self.now:
             if self._timers and self._timers[0] < t:
                 self._advance(t)
+            if t >= self._drain_at:
+                self._drain(t)
             self.now = t
             stats.last = t
             if stats.first is None:
@@ -194,6 +211,8 @@ class Engine:
             if t > now:
                 if timers and timers[0] < t:
                     self._advance(t)
+                if t >= self._drain_at:
+                    self._drain(t)
                 self.now = now = t
                 if stats.first is None:
                     stats.first = t
