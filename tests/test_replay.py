@@ -380,6 +380,8 @@ def test_cdr_columns_for_another_template(tmp_path: Path) -> None:
     docs, _ = run_json(p, [cdr], "uuid,accountcode,start_epoch,answer_epoch,end_epoch")
     assert [(d["kind"], d["uuid"]) for d in docs] == [("violation", UUIDS[2]),
                                                         ("hangup", UUIDS[2])]
+    template = '"${uuid}","${accountcode}","${start_epoch}","${answer_epoch}","${end_epoch}"'
+    assert run_json(p, [cdr], template)[0] == docs  # the template itself is accepted too
     assert main(["replay", "-c", str(p), "--cdr-columns", "uuid,accountcode", str(cdr)]) == 2
 
 
