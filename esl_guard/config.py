@@ -292,6 +292,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
     Setting("command_timeout", _dur, "5s", "give up on an ESL command after this", _FS),
     Setting("connect_timeout", _dur, "5s", "give up on a connection attempt after this", _FS),
     Setting("resync_interval", _dur, "60s", "reconcile with `show channels` this often", _FS),
+    Setting("resync_timeout", _dur, "60s", "give up on a `show channels` answer after this", _FS),
     Setting("heartbeat_interval", _dur, "20s",
             "expected HEARTBEAT period; silence for 3x this means a dead connection", _FS),
     Setting("url", _db_url, DEFAULT_DB_URL, "SQLAlchemy URL (sqlite or postgresql)", _DB,
@@ -358,6 +359,7 @@ class NodeConfig:
     connect_timeout: float = 5.0
     resync_interval: float = 60.0
     heartbeat_interval: float = 20.0
+    resync_timeout: float = 60.0
 
     @property
     def address(self) -> str:
@@ -617,6 +619,7 @@ class _Loader:
             connect_timeout=self.get(section, "connect_timeout"),
             resync_interval=self.get(section, "resync_interval"),
             heartbeat_interval=self.get(section, "heartbeat_interval"),
+            resync_timeout=self.get(section, "resync_timeout"),
         )
 
     def password(self, section: str, values: Mapping[str, _Value]) -> str | None:

@@ -62,13 +62,14 @@ class Reply:
 class GuardESL(InboundESL):  # type: ignore[misc]
     def __init__(self, host: str, port: int, password: str, *, timeout: float = 5.0,
                  command_timeout: float = 5.0, on_event: Callable[[str, bytes], None],
-                 on_close: Callable[[str], None], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 on_close: Callable[[str], None], max_frame: int = DEFAULT_MAX_FRAME,
+                 max_reply: int | None = None) -> None:
         super().__init__(host, port, password, timeout=timeout)
         self.command_timeout = command_timeout
         self.on_event = on_event
         self.on_close = on_close
         self.last_rx = 0.0
-        self._reader = FrameReader(max_frame)
+        self._reader = FrameReader(max_frame, max_reply=max_reply)
         self._write_lock = gevent.lock.Semaphore()
         self._closed_reason: str | None = None
         self._commands_sent: list[AsyncResult] = []

@@ -24,8 +24,9 @@ from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, h
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind
 from esl_guard.node import NodeLink
-from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.resync import ResyncError
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
+from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import ChannelRow, Lock, Tracker
 
 log = logging.getLogger("esl_guard.enforce")
@@ -45,6 +46,7 @@ class NodeSync:
     ended: set[str] = field(default_factory=set)
     next_resync: float = 0.0
     ok: bool = False
+    failures: int = 0               # reconciliations failed in a row (retried within seconds)
 
 
 class Guard:
@@ -196,30 +198,23 @@ class Guard:
         return text + f"; {self.tracker.live_calls()} calls"
 
     # ------------------------------------------------------------------ resync
-    def _fetch_channels(self, link: NodeLink) -> list[ChannelRow]:
-        reply = link.api("show channels as json")
-        rows = parse_channels(reply.body, self.wall(), self.config.account_variable)
-        if self.config.account_variable != "accountcode":
-            rows = [self._lookup_account(link, row) for row in rows]
-        return rows
-
-    def _lookup_account(self, link: NodeLink, row: ChannelRow) -> ChannelRow:
-        if row.b_leg:
-            return row
-        reply = link.api(f"uuid_getvar {row.uuid} {self.config.account_variable}")
-        value = reply.body.strip()
-        if value.startswith("-ERR") or value in ("", "_undef_"):
-            return row
-        return ChannelRow(row.uuid, value, row.b_leg, row.answered, row.age)
+    def _fetch_channels(self, link: NodeLink, st: NodeSync) -> list[ChannelRow]:
+        """Over a connection of its own (hangups never wait for it); on failure the next try
+        is within seconds (backing off up to resync_interval)."""
+        try:
+            return link.fetch_channels(self.config.account_variable, self.wall)
+        except (ESLError, ResyncError):
+            st.failures += 1
+            st.next_resync = self.clock() + retry_delay(st.failures, link.cfg.resync_interval)
+            raise
 
     def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
         try:
-            rows = self._fetch_channels(link)
+            rows = self._fetch_channels(link, st)
         except (ESLError, ResyncError) as exc:
             self.metrics.resyncs.labels(link.name, "failed").inc()
             syslog.error("node %s: resync failed, keeping the calls we know (%s); retrying soon",
                          link.name, exc)
-            st.next_resync = self.clock() + min(5.0, link.cfg.resync_interval)
             self._flush_buffer(link.name, st)
             return
         # A call whose CHANNEL_CREATE arrived after we subscribed is a new call, not one that
@@ -245,10 +240,11 @@ class Guard:
         st.inflight = True
         st.seen, st.ended = set(), set()
         try:
-            rows = self._fetch_channels(link)
+            rows = self._fetch_channels(link, st)
         except (ESLError, ResyncError) as exc:
             self.metrics.resyncs.labels(link.name, "failed").inc()
-            syslog.warning("node %s: reconciliation failed, nothing changed (%s)", link.name, exc)
+            syslog.warning("node %s: reconciliation failed, nothing changed (%s); retrying in "
+                           "%.0fs", link.name, exc, st.next_resync - self.clock())
             return
         finally:
             st.inflight = False
@@ -266,6 +262,7 @@ class Guard:
     def _resync_done(self, link: NodeLink, st: NodeSync, added: int, dropped: int,
                      kind: str) -> None:
         st.ok = True
+        st.failures = 0
         st.next_resync = self.clock() + link.cfg.resync_interval
         self.metrics.resyncs.labels(link.name, "ok").inc()
         self.metrics.resync_changes.labels(link.name, "added").inc(added)
