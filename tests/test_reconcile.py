@@ -10,6 +10,8 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from esl_guard.config import load_config
+from esl_guard.daemon import Daemon
 from esl_guard.simulator import FakeFreeSWITCH
 from tests.harness import Harness, node_section, wait_for
 
@@ -17,6 +19,14 @@ from tests.harness import Harness, node_section, wait_for
 def resyncs(h: Harness, outcome: str) -> float:
     assert h.daemon is not None
     return float(h.daemon.metrics.resyncs.labels("default", outcome)._value.get())
+
+
+def launch(h: Harness, policy: str, **kwargs: str) -> Daemon:
+    """The daemon, started without waiting for its first resync."""
+    h.write(policy, **kwargs)
+    daemon = Daemon(str(h.conf), load_config(h.conf))
+    h.daemon, h.runner = daemon, gevent.spawn(daemon.run)
+    return daemon
 
 
 def synced(h: Harness) -> bool:
@@ -52,6 +62,25 @@ def test_a_slow_reconciliation_never_delays_a_hangup(h: Harness, fs: FakeFreeSWI
     assert d.guard.links["default"].reconnects == 0
 
 
+def test_a_slow_first_resync_never_delays_a_hangup(h: Harness, fs: FakeFreeSWITCH) -> None:
+    before = fs.create_call("acme", account_on="create")  # up before the daemon connects
+    hold = fs.hold_api("show channels")
+    d = launch(h, "max_concurrent_calls = 2", nodes=node_section(fs, command_timeout="1s"))
+    assert wait_for(lambda: hold.waiting == 1, timeout=10)
+    first = fs.create_call("acme", account_on="create")
+    second = fs.create_call("acme", account_on="create")
+    third = fs.create_call("acme", account_on="create")
+    # not knowing `before` yet, the daemon counts 2 calls: the third one is over the limit
+    assert wait_for(lambda: h.killed(third), timeout=10), "the hangup waited for the resync"
+    assert hold.answered == 0, "the resync answered before the hangup"
+    hold.release()
+    assert wait_for(lambda: synced(h), timeout=10)
+    assert d.guard.tracker.active("acme") == 3  # before, first, second: counted once each
+    assert not any(h.killed(u) for u in (before, first, second))
+    fourth = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: h.killed(fourth), timeout=10)
+
+
 def test_a_timed_out_reconciliation_is_retried_within_seconds_and_counts_the_calls(
         h: Harness, fs: FakeFreeSWITCH) -> None:
     up = [fs.create_call("acme", account_on="create") for _ in range(2)]
@@ -74,12 +103,7 @@ def test_a_timed_out_reconciliation_is_retried_within_seconds_and_counts_the_cal
 def test_a_failed_reconciliation_is_retried_within_seconds(h: Harness, fs: FakeFreeSWITCH) -> None:
     up = fs.create_call("acme", account_on="create")
     fs.fail_api.add("show")
-    h.write("max_concurrent_calls = 1")
-    from esl_guard.config import load_config
-    from esl_guard.daemon import Daemon
-
-    daemon = Daemon(str(h.conf), load_config(h.conf))
-    h.daemon, h.runner = daemon, gevent.spawn(daemon.run)
+    daemon = launch(h, "max_concurrent_calls = 1")
     assert wait_for(lambda: resyncs(h, "failed") >= 1, timeout=10)
     fs.fail_api.clear()
     assert wait_for(lambda: resyncs(h, "ok") >= 1, timeout=10)
@@ -108,13 +132,8 @@ def test_twenty_thousand_channels_are_read_and_applied(h: Harness, fs: FakeFreeS
     accounts = 100
     for i in range(20_000):  # nobody is connected yet: no events, just channels
         fs.answer(fs.create_call(f"acct{i % accounts}", account_on="create"))
-    h.write("max_concurrent_calls = 200",
+    daemon = launch(h, "max_concurrent_calls = 200",
             nodes=node_section(fs, resync_interval="1h", command_timeout="2s"))
-    from esl_guard.config import load_config
-    from esl_guard.daemon import Daemon
-
-    daemon = Daemon(str(h.conf), load_config(h.conf))
-    h.daemon, h.runner = daemon, gevent.spawn(daemon.run)
     assert wait_for(lambda: synced(h), timeout=120), \
         "the 20,000-channel resync never succeeded"
     tracker = daemon.guard.tracker
@@ -130,12 +149,7 @@ def test_twenty_thousand_channels_are_read_and_applied(h: Harness, fs: FakeFreeS
 def test_a_connection_failing_right_after_authenticating_backs_off(
         h: Harness, fs: FakeFreeSWITCH) -> None:
     fs.drop_after_subscribe = True
-    h.write("max_concurrent_calls = 1")
-    from esl_guard.config import load_config
-    from esl_guard.daemon import Daemon
-
-    daemon = Daemon(str(h.conf), load_config(h.conf))
-    h.daemon, h.runner = daemon, gevent.spawn(daemon.run)
+    daemon = launch(h, "max_concurrent_calls = 1")
     assert wait_for(lambda: subscriptions(fs) >= 1, timeout=10)
     # The observation window (not a synchronisation): the waits before the 2nd, 3rd, 4th
     # and 5th connection are at least 0.25, 0.5, 1 and 2 s, so 3 s hold at most 4 connections;
