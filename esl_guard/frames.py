@@ -48,7 +48,7 @@ class Frame:
 class FrameReader:
     """Incremental frame splitter over one reusable buffer."""
 
-    __slots__ = ("_buf", "_view", "_start", "_end", "_max_frame", "_max_reply")
+    __slots__ = ("_buf", "_view", "_start", "_end", "_max_frame", "_max_reply", "_need")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, size: int = READ_BUFFER, *,
                  max_reply: int | None = None) -> None:
@@ -61,6 +61,7 @@ class FrameReader:
         self._end = 0
         self._max_frame = max_frame
         self._max_reply = max_frame if max_reply is None else max_reply
+        self._need = 0  # size of the incomplete frame at _start, once its length is known
 
     @property
     def buffered(self) -> int:
@@ -96,10 +97,13 @@ class FrameReader:
             tail = self._view[start:end].tobytes()
             self._buf[:len(tail)] = tail
             self._start, self._end = 0, len(tail)
-        if self._end == len(self._buf):  # a frame larger than the buffer: grow it
+        need = max(self._need, self._end + 1)
+        if need > len(self._buf):  # a frame larger than the buffer: grow it, once if we can
+            size = max(need, 2 * len(self._buf))
+            buf = bytearray(size)  # calloc: pages are only touched when written
+            buf[:self._end] = self._view[:self._end]
             self._view.release()
-            self._buf.extend(bytes(len(self._buf)))
-            self._view = memoryview(self._buf)
+            self._buf, self._view = buf, memoryview(buf)
 
     def frames(self, on_event: Callable[[bytes], object] | None = None) -> list[Frame]:
         """The frames complete in the buffer.  With ``on_event``, plain events framed the way
@@ -110,6 +114,7 @@ class FrameReader:
         append = frames.append
         pos, size = self._start, self._end
         max_frame = self._max_frame
+        self._need = 0
         try:
             while pos < size:
                 if buf.startswith(_CL, pos, size):  # the fast path: an event, framed as FS does
@@ -124,6 +129,7 @@ class FrameReader:
                         start = nl + 33
                         end = start + length
                         if end > size:
+                            self._need = end - pos
                             break
                         body = view[start:end].tobytes()
                         pos = end
@@ -155,6 +161,7 @@ class FrameReader:
                         raise ProtocolError(f"frame of {length} bytes over the {cap} cap")
                 body_start = end + 2
                 if size - body_start < length:
+                    self._need = body_start + length - pos
                     break
                 body = view[body_start:body_start + length].tobytes()
                 pos = body_start + length

@@ -54,8 +54,10 @@ def parse_channels(body: str, wall_now: float, account_variable: str = "accountc
         got = len(rows) if isinstance(rows, list) else "no"
         raise ResyncError(f"row_count {doc['row_count']} but {got} rows")
     out: list[ChannelRow] = []
-    for i, row in enumerate(rows, 1):
-        if pause is not None and i % CHUNK == 0:
+    rows.reverse()  # taken from the end: each row is freed once converted, not all at the end
+    while rows:
+        row = rows.pop()
+        if pause is not None and len(rows) % CHUNK == 0:
             pause()
         if not isinstance(row, dict):
             raise ResyncError("a row is not an object")

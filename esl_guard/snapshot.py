@@ -23,7 +23,7 @@ from collections.abc import Callable
 import gevent
 
 from esl_guard.config import NodeConfig
-from esl_guard.esl import ESLError, GuardESL
+from esl_guard.esl import BULK_PAUSE, ESLError, GuardESL
 from esl_guard.frames import MAX_REPLY
 from esl_guard.resync import ChannelRow, ResyncError, parse_channels
 
@@ -49,7 +49,7 @@ def fetch_channels(cfg: NodeConfig, account_variable: str, wall: Callable[[], fl
     """
     conn = GuardESL(cfg.host, cfg.port, cfg.password, timeout=cfg.connect_timeout,
                     command_timeout=cfg.command_timeout, on_event=_ignore_event,
-                    on_close=_ignore_close, max_reply=MAX_REPLY)
+                    on_close=_ignore_close, max_reply=MAX_REPLY, bulk=True)
     if on_open is not None:
         on_open(conn)
     try:
@@ -65,13 +65,19 @@ def fetch_channels(cfg: NodeConfig, account_variable: str, wall: Callable[[], fl
         conn.close("reconciliation done")
 
 
+def _pause() -> None:
+    """Between two chunks: a timer, so the hub polls the sockets (``sleep(0)`` would only run
+    greenlets already ready, up to 50 of them, before the event connection is read again)."""
+    gevent.sleep(BULK_PAUSE)
+
+
 def _parse(body: str, wall_now: float, account_variable: str) -> list[ChannelRow]:
     """Parse in chunks, yielding to the hub between them; no cyclic GC meanwhile (its full
     passes over the rows being built would each hold the hub for tens of ms)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return parse_channels(body, wall_now, account_variable, pause=gevent.sleep)
+        return parse_channels(body, wall_now, account_variable, pause=_pause)
     finally:
         if enabled:
             gc.enable()
