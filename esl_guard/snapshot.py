@@ -54,6 +54,7 @@ def fetch_channels(cfg: NodeConfig, account_variable: str, wall: Callable[[], fl
         on_open(conn)
     try:
         conn.connect()
+        log.debug("node %s: asking for the channel list", cfg.name)
         reply = conn.send("api show channels as json", timeout=cfg.resync_timeout)
         rows = _parse(reply.body, wall(), account_variable)
         if not rows:
