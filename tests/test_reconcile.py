@@ -146,6 +146,33 @@ def test_twenty_thousand_channels_are_read_and_applied(h: Harness, fs: FakeFreeS
     assert len(fs.kills) == 1
 
 
+def test_another_clients_huge_bgapi_result_does_not_reach_the_daemon(
+        h: Harness, fs: FakeFreeSWITCH) -> None:
+    """FreeSWITCH sends a BACKGROUND_JOB to every listener subscribed to BACKGROUND_JOB."""
+    from esl_guard.esl import GuardESL
+    from esl_guard.frames import MAX_REPLY
+
+    for _ in range(20_000):
+        fs.answer(fs.create_call(None))
+    d = h.start("max_concurrent_calls = 1")
+    jobs: list[bytes] = []
+    tool = GuardESL("127.0.0.1", fs.port, fs.password, on_event=lambda n, b: jobs.append(b),
+                    on_close=lambda r: None, max_frame=MAX_REPLY)
+    tool.connect()
+    try:
+        assert tool.send("event plain BACKGROUND_JOB").ok
+        assert tool.send("bgapi show channels as json").ok
+        assert wait_for(lambda: jobs, timeout=60)
+        assert len(jobs[0]) > 16 << 20  # over the event cap of the daemon's connection
+    finally:
+        tool.close("done")
+    still = fs.create_call("acme", account_on="create")
+    over = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: h.killed(over), timeout=10)
+    assert not h.killed(still)
+    assert d.guard.links["default"].reconnects == 0
+
+
 def test_a_connection_failing_right_after_authenticating_backs_off(
         h: Harness, fs: FakeFreeSWITCH) -> None:
     fs.drop_after_subscribe = True
