@@ -191,13 +191,17 @@ class NodeLink:
         if conn is None or not self.connected:
             raise ESLError(f"node {self.name} is not connected")
 
+        mine: list[GuardESL] = []
+
         def opened(snap: GuardESL) -> None:
+            mine.append(snap)
             self._snapshot = snap
 
         try:
             rows = snapshot.fetch_channels(self.cfg, account_variable, wall, on_open=opened)
         finally:
-            self._snapshot = None
+            if mine and self._snapshot is mine[0]:
+                self._snapshot = None
         if self.conn is not conn or not self.connected:
             raise ESLError(f"node {self.name}: the event connection closed during the "
                            "reconciliation")
