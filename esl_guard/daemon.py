@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ from gevent.threadpool import ThreadPool
 from esl_guard.config import Config, ConfigError, diff_config, load_config
 from esl_guard.logsetup import setup_logging
 from esl_guard.metrics import Metrics
+from esl_guard.policy import ESCALATION_WINDOW
 from esl_guard.sdnotify import Notifier
 from esl_guard.service import Guard
 from esl_guard.store import Journal, Store, StoreError
 from esl_guard.store.pool import call_in
 from esl_guard.store.writer import AuditWriter
-from esl_guard.tracker import ESCALATION_WINDOW, Lock
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +92,14 @@ class Daemon:
     def load_state(self) -> None:
         """Active locks, escalation history and recent violations, so enforcement continues."""
         wall = time.time()
-        tracker = self.guard.tracker
         locks = self._db_call(self.store.active_locks, wall)
         counts = self._db_call(self.store.lock_counts_since, wall - ESCALATION_WINDOW)
         horizon = max((r.window for r in self._lock_windows()), default=0.0)
         violations = self._db_call(self.store.violations_since, wall - horizon) if horizon else []
-        for account, n in counts.items():
-            tracker.lock_history[account] = deque([wall] * n)
-        mono = time.monotonic()
-        tracker.restore_violations((a, mono - (wall - t)) for a, t in violations)
-        self.guard.sync_locks(locks)
+        self.guard.restore_state(locks, {account: [wall] * n for account, n in counts.items()},
+                                 violations)
         self.locks_loaded = True
-        tracker.fail_closed = False
+        self.guard.set_fail_closed(False)
         log.info("state loaded: %d active locks, %d recent violations", len(locks), len(violations))
 
     def _lock_windows(self) -> list[Any]:
@@ -119,14 +114,7 @@ class Daemon:
         except OSError as exc:
             log.error("cannot read the journal %s: %s", self.journal.path, exc)
             return
-        tracker = self.guard.tracker
-        for op in ops:
-            if op.get("op") == "lock":
-                tracker.locks[op["account"]] = Lock(op["account"], op["lock_id"], op.get("until"),
-                                                    op.get("reason", ""), op.get("origin", "auto"),
-                                                    pending=True)
-            elif op.get("op") == "unlock":
-                tracker.locks.pop(op["account"], None)
+        self.guard.restore_journal(ops)
         if ops:
             log.info("journal %s holds %d audit operations from an earlier run; they are "
                      "written to the database when it answers", self.journal.path, len(ops))
@@ -161,7 +149,7 @@ class Daemon:
             self.metrics.audit_queue.set(self.writer.queue_depth)
             self.metrics.journal_bytes.set(self.writer.journal_bytes)
             self.metrics.db_up.set(1 if self.writer.db_ok else 0)
-            self.guard.tracker.prune(time.monotonic())
+            self.guard.prune()
             try:
                 self._db_call(self.store.apply, [{"op": "status", "time": snap["time"],
                                                   "body": snap}], timeout=10)
@@ -214,7 +202,7 @@ class Daemon:
             log.error("database unavailable at start: %s; fail_mode = %s: %s", exc, mode,
                       "refusing every new call until the lock state is known" if mode == "closed"
                       else "enforcing limits, locks known only from the journal")
-            self.guard.tracker.fail_closed = mode == "closed"
+            self.guard.set_fail_closed(mode == "closed")
         self.replay_journal_locks()
         self.writer.start()
         try:

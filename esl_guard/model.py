@@ -5,7 +5,9 @@ Data flows one way: ESL frame -> CallEvent -> Tracker -> Action -> (ESL command,
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,90 @@ class Action:
     until: float | None = None  # LOCK: wall-clock expiry (epoch seconds), None = forever
     clause: str | None = None   # None: clause_of(rule)
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Lock:
+    """An account lock as the daemon holds it (the one lock record shared by every layer).
+
+    ``until_wall``: wall-clock expiry (epoch seconds), None = forever.  ``origin``: auto (taken
+    by ``lock_after``), manual (``esl-guard lock``).  ``pending``: decided here, not yet
+    confirmed by the database.  ``since``: when it was taken (epoch seconds), if known.
+    """
+
+    account: str
+    lock_id: str
+    until_wall: float | None
+    reason: str
+    origin: str
+    pending: bool = False
+    since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """One live channel as reported by ``show channels as json`` (resync)."""
+
+    uuid: str
+    account: str | None
+    b_leg: bool
+    answered: bool
+    age: float  # seconds since the channel was created
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One row of the audit trail: a decision of the daemon or of an operator.
+
+    The one spelling of an audit row: the daemon builds it from an :class:`Action`
+    (:meth:`from_action`), the operator commands build it directly, the writer and the journal
+    carry it as :meth:`to_op`, and the readers get it back with :meth:`from_mapping`.
+    """
+
+    event_id: str
+    time: float  # epoch seconds, UTC
+    account: str
+    kind: str    # violation | hangup | lock | unlock
+    rule: str | None = None
+    uuid: str | None = None
+    node: str | None = None
+    dry_run: bool = False
+    limit: str | None = None
+    observed: str | None = None
+    detail: str = ""
+    origin: str = "auto"  # auto | manual | expiry | system
+
+    @classmethod
+    def from_action(cls, action: Action, event_id: str, time: float,
+                    origin: str = "auto") -> AuditRecord:
+        return cls(event_id=event_id, time=time, account=action.account,
+                   kind=action.kind.value, rule=action.rule.value if action.rule else None,
+                   uuid=action.uuid, node=action.node, dry_run=action.dry_run,
+                   limit=action.limit, observed=action.observed, detail=action.detail,
+                   origin=origin)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> AuditRecord:
+        """From an audit op (journal, writer queue) or a reader's dict."""
+        return cls(event_id=str(m["event_id"]), time=float(m["time"]), account=str(m["account"]),
+                   kind=str(m["kind"]), rule=m.get("rule"), uuid=m.get("uuid"),
+                   node=m.get("node"), dry_run=bool(m.get("dry_run", False)),
+                   limit=m.get("limit"), observed=m.get("observed"),
+                   detail=str(m.get("detail") or ""), origin=str(m.get("origin") or "auto"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (``audit --json``)."""
+        return {f: getattr(self, f) for f in AUDIT_FIELDS}
+
+    def to_op(self) -> dict[str, Any]:
+        """The writer/journal operation that stores this row."""
+        op: dict[str, Any] = {"op": "audit"}
+        op.update(self.as_dict())
+        return op
+
+
+AUDIT_FIELDS: tuple[str, ...] = ("event_id", "time", "account", "kind", "rule", "uuid", "node",
+                                 "dry_run", "limit", "observed", "detail", "origin")
 
 
 def format_duration(seconds: float) -> str:

@@ -30,7 +30,7 @@ from esl_guard import snapshot
 from esl_guard.config import NodeConfig
 from esl_guard.esl import ESLError, GuardESL, Reply
 from esl_guard.events import SUBSCRIPTION
-from esl_guard.resync import ChannelRow
+from esl_guard.model import ChannelRow
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,14 @@ class NodeLink:
         finally:
             if mine and self._snapshot is mine[0]:
                 self._snapshot = None
+        # A barrier: the answer came over another connection, so events FreeSWITCH sent
+        # before it may still be unread on the event connection.  Once a command sent there
+        # now is answered, they have all been handed to the owner (frames are handled in
+        # order), and it can tell the calls that began or ended meanwhile.
         if self.conn is not conn or not self.connected:
             raise ESLError(f"node {self.name}: the event connection closed during the "
                            "reconciliation")
+        conn.send("api status")
         return rows
 
     def api(self, command: str, timeout: float | None = None) -> Reply:

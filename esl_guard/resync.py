@@ -3,7 +3,7 @@
 An answer can be big (~950 bytes a channel: 19 MB for 20,000 channels) and ``json.loads`` of it
 holds the interpreter for half a second.  :func:`parse_channels` therefore decodes the top-level
 object itself and each row with the standard library's decoder (``raw_decode``), calling
-``pause`` every :data:`CHUNK` rows: the caller passes ``gevent.sleep(0)`` there so events of other
+``pause`` every :data:`CHUNK` rows: the caller yields to its hub there so events of other
 calls are handled between chunks.  The result is exactly what ``json.loads`` would accept.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from esl_guard.model import ChannelRow
 from esl_guard.safety import is_uuid
-from esl_guard.tracker import ChannelRow
 
 #: callstates of channels that are going away: their HANGUP event may already have been seen.
 _ENDING_CALLSTATES = {"HANGUP"}

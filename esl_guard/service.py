@@ -22,12 +22,12 @@ from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.metrics import Metrics
-from esl_guard.model import Action, ActionKind
+from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock
 from esl_guard.node import NodeLink
 from esl_guard.resync import ResyncError
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
-from esl_guard.tracker import ChannelRow, Lock, Tracker
+from esl_guard.tracker import Tracker
 
 log = logging.getLogger("esl_guard.enforce")
 syslog = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class Guard:
         # Gauges computed when scraped, so they are never stale.
         tr = self.tracker
         self.metrics.active_calls.set_function(tr.live_calls)
-        self.metrics.active_accounts.set_function(
-            lambda: sum(1 for st in tr.accounts.values() if st.calls))
+        self.metrics.active_accounts.set_function(tr.active_accounts)
         self.metrics.locks_active.set_function(lambda: len(tr.locks))
         self.metrics.untracked_ended = lambda: tr.untracked_ended
         # Bounded label values: the subscribed event names, everything else is "other".
@@ -338,12 +337,7 @@ class Guard:
             return
         now = self.wall()
         origin = str(a.extra.get("origin", "auto"))
-        self.writer.submit({
-            "op": "audit", "event_id": str(uuidlib.uuid4()), "time": now, "account": a.account,
-            "kind": a.kind.value, "rule": a.rule.value if a.rule else None, "uuid": a.uuid,
-            "node": a.node, "dry_run": a.dry_run, "limit": a.limit, "observed": a.observed,
-            "detail": a.detail, "origin": origin,
-        })
+        self.writer.submit(AuditRecord.from_action(a, str(uuidlib.uuid4()), now, origin).to_op())
         if a.dry_run:
             return
         if a.kind is ActionKind.LOCK and "lock_id" in a.extra:
@@ -444,16 +438,16 @@ class Guard:
                 continue
             if current is not None and current.pending:
                 continue  # ours is newer and not written yet
-            new = tr.apply_lock(Lock(account, info.lock_id, info.until, info.reason, info.origin))
+            new = tr.apply_lock(Lock(account, info.lock_id, info.until, info.reason, info.origin,
+                                     since=info.since))
             for a in new:
                 if a.kind is ActionKind.LOCK:
                     a.extra["recorded"] = True
             actions += new
-        wall = self.wall()
         for account, lock in list(tr.locks.items()):
             if account in db or lock.pending:
                 continue
-            if lock.until_wall is not None and lock.until_wall <= wall + 1.0:
+            if tr.lock_expired(account, slack=1.0):
                 actions += tr.release_lock(account, "expiry")  # expired, not unlocked: record it
                 continue
             for a in tr.release_lock(account, "manual"):
@@ -461,6 +455,37 @@ class Guard:
                 actions.append(a)
         if actions:
             self.dispatch(actions)
+
+    # ------------------------------------------------------------------ state from storage
+    def restore_state(self, locks: list[Any], lock_history: dict[str, list[float]],
+                      violations: list[tuple[str, float]]) -> None:
+        """State saved by earlier runs: the database's active locks, the wall times of earlier
+        locks per account (escalation) and recent violations (wall times), so enforcement
+        continues where it was."""
+        tr = self.tracker
+        tr.restore_lock_history(lock_history)
+        wall, mono = self.wall(), self.clock()
+        tr.restore_violations((a, mono - (wall - t)) for a, t in violations)
+        self.sync_locks(locks)
+
+    def restore_journal(self, ops: list[dict[str, Any]]) -> None:
+        """Locks and unlocks decided during an outage that only the journal holds."""
+        tr = self.tracker
+        for op in ops:
+            if op.get("op") == "lock":
+                tr.restore_pending_lock(Lock(op["account"], op["lock_id"], op.get("until"),
+                                             op.get("reason", ""), op.get("origin", "auto"),
+                                             since=op.get("since")))
+            elif op.get("op") == "unlock":
+                tr.forget_lock(op["account"])
+
+    def set_fail_closed(self, closed: bool) -> None:
+        """``fail_mode = closed`` and the lock state unknown: refuse every new call."""
+        self.tracker.set_fail_closed(closed)
+
+    def prune(self) -> int:
+        """Forget idle accounts (memory bound); returns how many."""
+        return self.tracker.prune(self.clock())
 
     # ------------------------------------------------------------------ reload
     def reload(self, config: Config) -> None:

@@ -25,7 +25,8 @@ import gevent
 from esl_guard.config import NodeConfig
 from esl_guard.esl import BULK_PAUSE, ESLError, GuardESL
 from esl_guard.frames import MAX_REPLY
-from esl_guard.resync import ChannelRow, ResyncError, parse_channels
+from esl_guard.model import ChannelRow
+from esl_guard.resync import ResyncError, parse_channels
 
 log = logging.getLogger(__name__)
 

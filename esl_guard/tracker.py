@@ -1,25 +1,42 @@
-"""The enforcement core: per-account call state and the decisions taken on it.  Pure, no I/O.
+"""The enforcement core's state: calls per node, accounts (live calls, windows), duration
+timers, locks.  Pure, no I/O.
 
-Every method takes ``now`` (a monotonic clock, seconds) and returns the :class:`Action` list the
-adapters must carry out.  Costs: an event is O(1) amortised (dict lookups, a deque per account
-window, a heap push per answered call); ``tick`` pops only expired timers.  Nothing ever scans
-all calls, except ``retime`` on a policy reload and ``resync`` of one node.
+The tracker decides nothing itself: it builds an :class:`~esl_guard.policy.AccountView`, asks
+the rules in :mod:`esl_guard.policy` for a :class:`~esl_guard.policy.Verdict`, and applies it
+(counts, windows, timers, locks) as the :class:`Action` list the adapters must carry out.
+Every method takes ``now`` (a monotonic clock, seconds); the wall clock (lock expiry,
+escalation) comes from ``wall_clock``.  Costs: an event is O(1) amortised (dict lookups, a
+capped list per account window, a timer-wheel ring per answered call); ``tick`` visits only
+expired timers.  Nothing ever scans all calls, except ``retime`` on a policy reload and
+``resync`` of one node.
 """
 from __future__ import annotations
 
 import bisect
 import heapq
 import itertools
-import math
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from esl_guard.events import END_EVENTS
-from esl_guard.model import Action, ActionKind, Limits, Rule, format_duration
+from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
+from esl_guard.policy import (
+    ESCALATION_WINDOW,
+    AccountView,
+    Verdict,
+    admit,
+    adopt,
+    check_duration,
+    check_lock_after,
+    check_lock_expiry,
+    counts_as_attempt,
+    duration_deadline,
+    lock_active,
+)
+from esl_guard.timers import TimerNode, TimerWheel, disarm
 
-ESCALATION_WINDOW = 30 * 86400.0
+__all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
 
 
 class CallEventLike(Protocol):
@@ -37,11 +54,10 @@ class CallEventLike(Protocol):
     def b_leg(self) -> bool: ...
 
 
-class Call:
+class Call(TimerNode):
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "tprev",
-                 "tnext")
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct")
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -51,16 +67,14 @@ class Call:
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
-        # Links in the duration-timer bucket holding this call (an intrusive list: O(1)
-        # removal on hangup, no container entry per call).
-        self.tprev: Call | None = None
-        self.tnext: Call | None = None
+        # Links in the duration-timer ring holding this call (TimerNode; no super() call on
+        # the event path).
+        self.tprev = None
+        self.tnext = None
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
 B_LEG = Call("", "")
-
-TIMER_SLOTS_PER_SECOND = 10  # duration timers fire within 0.1 s (+ the tick) of the deadline
 
 
 class AccountState:
@@ -75,27 +89,6 @@ class AccountState:
         self.violations: list[float] | None = None
 
 
-@dataclass(slots=True)
-class Lock:
-    account: str
-    lock_id: str
-    until_wall: float | None  # epoch seconds, None = forever
-    reason: str
-    origin: str
-    pending: bool = False  # decided here, not yet confirmed by the database
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRow:
-    """One live channel as reported by ``show channels as json`` (resync)."""
-
-    uuid: str
-    account: str | None
-    b_leg: bool
-    answered: bool
-    age: float  # seconds since the channel was created
-
-
 class Tracker:
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float]) -> None:
@@ -104,10 +97,7 @@ class Tracker:
         self.nodes: dict[str, dict[str, Call]] = {}
         self.accounts: dict[str, AccountState] = {}
         self.locks: dict[str, Lock] = {}
-        # Duration timers: buckets of 1/TIMER_SLOTS_PER_SECOND s, each a ring of Calls behind a
-        # sentinel; a call leaves its bucket when it ends, so nothing is held for calls gone.
-        self._buckets: dict[int, Call] = {}
-        self._next_slot: int | None = None
+        self._timers: TimerWheel[Call] = TimerWheel()  # duration deadlines
         self._lock_timers: list[tuple[float, str, str]] = []
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
         self._lock_ids = (f"auto-{i}" for i in itertools.count())
@@ -123,6 +113,10 @@ class Tracker:
         st = self.accounts.get(account)
         return len(st.calls) if st else 0
 
+    def active_accounts(self) -> int:
+        """Accounts with at least one counted live call."""
+        return sum(1 for st in self.accounts.values() if st.calls)
+
     def live_calls(self) -> int:
         return sum(len(st.calls) for st in self.accounts.values())
 
@@ -131,8 +125,21 @@ class Tracker:
         return sum(len(calls) for calls in self.nodes.values())
 
     def is_locked(self, account: str) -> bool:
-        lock = self.locks.get(account)
-        return lock is not None and (lock.until_wall is None or lock.until_wall > self.wall_clock())
+        return lock_active(self.locks.get(account), self.wall_clock())
+
+    def view(self, account: str, call: Call | None = None) -> AccountView:
+        """The read-only summary of ``account`` that the policy rules read."""
+        st = self.accounts.get(account)
+        if st is None:
+            return AccountView(account, 0, (), (), self.locks.get(account), self.fail_closed,
+                               self.lock_history.get(account, ()), call)
+        return self._view(st, call)
+
+    def _view(self, st: AccountState, call: Call | None) -> AccountView:
+        account = st.name
+        return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
+                           self.locks.get(account), self.fail_closed,
+                           self.lock_history.get(account, ()), call)
 
     def busiest(self, n: int = 10) -> list[tuple[str, int]]:
         return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
@@ -193,36 +200,45 @@ class Tracker:
         return st
 
     def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
+        """The account of a call followed from its events became known: admission
+        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot."""
         st = self._account_state(account)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        if self.fail_closed:
-            call.doomed = True
-            return [self._hangup(call, Rule.LOCKED, limits,
-                                 detail="lock state unknown (database unreachable, fail_mode = closed)")]
-        if self.is_locked(account):
-            call.doomed = True
-            lock = self.locks[account]
-            return [self._hangup(call, Rule.LOCKED, limits, detail=f"account locked: {lock.reason}")]
+        verdict = admit(self._view(st, call), limits, now, self.wall_clock())
         rate = limits.max_call_rate
-        if rate is not None:
+        if rate is None:
+            st.creations = None
+        elif counts_as_attempt(verdict):
             window = st.creations
             if window is None:
                 window = st.creations = []
-            if _slide(window, now, now - rate.window, rate.count + 1) > rate.count:
-                return self._violate(call, Rule.RATE, limits, str(rate),
-                                     f"{len(window)}/{format_duration(rate.window)}", now)
-        elif st.creations is not None:
-            st.creations = None
-        cap = limits.max_concurrent_calls
-        if cap is not None and len(st.calls) + 1 > cap:
-            return self._violate(call, Rule.CONCURRENCY, limits, str(cap), str(len(st.calls) + 1), now)
+            _slide(window, now, now - rate.window, rate.count + 1)
+        if verdict is not None:
+            return self._apply(call, verdict, limits, now)
+        self._count(st, call, now)
+        return []
+
+    def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
+        """A call a resync found up, never seen starting: counted without limit checks,
+        unless its account is locked."""
+        st = self._account_state(account)
+        call.account = st.name
+        call.acct = st
+        limits = self.limits_for(account)
+        verdict = adopt(self._view(st, call), limits, now, self.wall_clock())
+        if verdict is not None:
+            return self._apply(call, verdict, limits, now)
+        if not call.doomed:
+            self._count(st, call, now)
+        return []
+
+    def _count(self, st: AccountState, call: Call, now: float) -> None:
         st.calls.add(call)
         call.counted = True
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
-        return []
 
     def _drop(self, calls: dict[str, Call], call: Call) -> None:
         del calls[call.uuid]
@@ -234,79 +250,72 @@ class Tracker:
         self._disarm(call)
         call.answered = None
 
-    # ------------------------------------------------------------------ decisions
-    def _violate(self, call: Call, rule: Rule, limits: Limits, limit: str, observed: str,
-                 now: float) -> list[Action]:
+    # ------------------------------------------------------------------ verdicts -> actions
+    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float) -> list[Action]:
+        """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
+        toward ``lock_after``) or a refusal because of a lock (the call hung up)."""
         assert call.account is not None
         call.doomed = True
+        hangup = Action(ActionKind.HANGUP, call.account, verdict.rule, call.node, call.uuid,
+                        cause=limits.hangup_cause, limit=verdict.limit, observed=verdict.observed,
+                        dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)
+        if not verdict.violation:
+            return [hangup]
         if call.counted and call.acct is not None:
             call.acct.calls.discard(call)
             call.counted = False
         self._disarm(call)
         actions = [
-            Action(ActionKind.VIOLATION, call.account, rule, call.node, call.uuid, limit=limit,
-                   observed=observed, dry_run=limits.dry_run,
-                   detail=f"{rule.value} {observed} over limit {limit}"),
-            self._hangup(call, rule, limits, detail=f"{rule.value} {observed} over limit {limit}",
-                         limit=limit, observed=observed),
+            Action(ActionKind.VIOLATION, call.account, verdict.rule, call.node, call.uuid,
+                   limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
+                   detail=verdict.detail, clause=verdict.clause),
+            hangup,
         ]
-        actions.extend(self._count_violation(call.account, limits, now))
+        actions.extend(self._count_violation(call.account, verdict.rule, limits, now))
         return actions
 
-    def _hangup(self, call: Call, rule: Rule, limits: Limits, detail: str,
-                limit: str | None = None, observed: str | None = None) -> Action:
-        assert call.account is not None
-        return Action(ActionKind.HANGUP, call.account, rule, call.node, call.uuid,
-                      cause=limits.hangup_cause, limit=limit, observed=observed,
-                      dry_run=limits.dry_run, detail=detail)
-
-    def _count_violation(self, account: str, limits: Limits, now: float) -> list[Action]:
+    def _count_violation(self, account: str, trigger: Rule, limits: Limits,
+                         now: float) -> list[Action]:
         after = limits.lock_after
-        if after is None or self.is_locked(account):
+        if after is None:
             return []
-        st = self._account_state(account)
-        window = st.violations
-        if window is None:
-            window = st.violations = []
-        if _slide(window, now, now - after.window, after.count) < after.count:
-            return []
-        observed = f"{len(window)}/{format_duration(after.window)}"
-        window.clear()
-        duration = self._lock_duration(account, limits)
         wall = self.wall_clock()
-        until = None if duration is None else wall + duration
-        reason = f"{observed} violations (lock_after {after})"
-        if limits.dry_run:
-            return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=str(after),
-                           observed=observed, dry_run=True, until=until, detail=reason)]
-        lock = Lock(account, self.new_lock_id(), until, reason, "auto", pending=True)
-        self.lock_history.setdefault(account, deque()).append(wall)
-        return self._lock(lock, limit=str(after), observed=observed)
-
-    def _lock_duration(self, account: str, limits: Limits) -> float | None:
-        if limits.lock_duration is None:
-            return None
+        st = self._account_state(account)
         history = self.lock_history.get(account)
-        earlier = 0
-        if history:
-            horizon = self.wall_clock() - ESCALATION_WINDOW
-            while history and history[0] < horizon:
+        if history:  # forget locks too old to escalate the next one
+            while history and history[0] < wall - ESCALATION_WINDOW:
                 history.popleft()
-            earlier = len(history)
-        duration = limits.lock_duration * (limits.lock_escalation ** earlier)
-        if limits.lock_duration_max is not None:
-            duration = min(duration, limits.lock_duration_max)
-        return duration
+        verdict = check_lock_after(self._view(st, None), limits, now, wall, trigger)
+        if verdict is None:
+            if not self.is_locked(account):
+                if st.violations is None:
+                    st.violations = []
+                _slide(st.violations, now, now - after.window, after.count)
+            return []
+        if st.violations is not None:
+            st.violations.clear()
+        if limits.dry_run:
+            return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=verdict.limit,
+                           observed=verdict.observed, dry_run=True, until=verdict.until,
+                           detail=verdict.detail, clause=verdict.clause)]
+        lock = Lock(account, self.new_lock_id(), verdict.until, verdict.detail, "auto",
+                    pending=True, since=wall)
+        self.lock_history.setdefault(account, deque()).append(wall)
+        return self._lock(lock, limit=verdict.limit, observed=verdict.observed,
+                          clause=verdict.clause)
 
     # ------------------------------------------------------------------ locks
-    def _lock(self, lock: Lock, limit: str | None = None, observed: str | None = None) -> list[Action]:
+    def _lock(self, lock: Lock, limit: str | None = None, observed: str | None = None,
+              clause: str | None = None) -> list[Action]:
         self.locks[lock.account] = lock
         if lock.until_wall is not None:
             heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
         limits = self.limits_for(lock.account)
-        actions = [Action(ActionKind.LOCK, lock.account, Rule.LOCK_AFTER if lock.origin == "auto"
-                          else Rule.MANUAL, limit=limit, observed=observed, until=lock.until_wall,
-                          detail=lock.reason, extra={"lock_id": lock.lock_id, "origin": lock.origin})]
+        rule = Rule.LOCK_AFTER if lock.origin == "auto" else Rule.MANUAL
+        actions = [Action(ActionKind.LOCK, lock.account, rule, limit=limit, observed=observed,
+                          until=lock.until_wall, detail=lock.reason,
+                          clause=clause or clause_of(rule),
+                          extra={"lock_id": lock.lock_id, "origin": lock.origin})]
         st = self.accounts.get(lock.account)
         if st is not None:
             for call in sorted(st.calls, key=lambda c: c.uuid):
@@ -316,7 +325,8 @@ class Tracker:
                 self._disarm(call)
                 actions.append(Action(ActionKind.HANGUP, lock.account, Rule.LOCKED, call.node,
                                       call.uuid, cause=limits.hangup_cause,
-                                      detail=f"account locked: {lock.reason}"))
+                                      detail=f"account locked: {lock.reason}",
+                                      clause=clause_of(Rule.LOCKED)))
         return actions
 
     def apply_lock(self, lock: Lock) -> list[Action]:
@@ -332,66 +342,65 @@ class Tracker:
         if lock is None:
             return []
         return [Action(ActionKind.UNLOCK, account, Rule.MANUAL if origin == "manual" else None,
-                       detail=f"unlocked ({origin})",
+                       detail=f"unlocked ({origin})", clause=clause_of(Rule.LOCKED),
                        extra={"lock_id": lock.lock_id, "origin": origin})]
+
+    def lock_expired(self, account: str, slack: float = 0.0) -> bool:
+        """Whether the account's lock has reached its expiry (``slack`` seconds early)."""
+        lock = self.locks.get(account)
+        return lock is not None and check_lock_expiry(
+            AccountView(account, lock=lock), self.limits_for(account), 0.0,
+            self.wall_clock() + slack) is not None
+
+    # ------------------------------------------------------------------ restoring state
+    def restore_pending_lock(self, lock: Lock) -> None:
+        """A lock decided by an earlier run that only the journal holds (not yet in the
+        database): in force again, nothing to carry out (its calls were ended then)."""
+        lock.pending = True
+        self.locks[lock.account] = lock
+        if lock.until_wall is not None:
+            heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
+
+    def forget_lock(self, account: str) -> None:
+        """An unlock of an earlier run that only the journal holds: no action, no audit."""
+        self.locks.pop(account, None)
+
+    def restore_lock_history(self, history: Mapping[str, Iterable[float]]) -> None:
+        """Wall times of earlier locks per account (escalation), from the database."""
+        for account, times in history.items():
+            self.lock_history[account] = deque(sorted(times))
+
+    def set_fail_closed(self, closed: bool) -> None:
+        """``fail_mode = closed`` while the lock state is unknown: refuse every new call."""
+        self.fail_closed = closed
 
     # ------------------------------------------------------------------ time
     def _arm_duration(self, call: Call, now: float) -> None:
         if not call.counted or call.account is None or call.answered is None:
             return
-        limit = self.limits_for(call.account).max_call_duration
-        if limit is not None:
-            self._arm_at(call, call.answered + limit)
+        deadline = duration_deadline(call.answered, self.limits_for(call.account))
+        if deadline is not None:
+            self._arm_at(call, deadline)
 
     def _arm_at(self, call: Call, deadline: float) -> None:
-        self._disarm(call)
-        key = math.ceil(deadline * TIMER_SLOTS_PER_SECOND - 1e-9)  # first slot at/after it
-        head = self._buckets.get(key)
-        if head is None:
-            head = self._buckets[key] = Call("", "")
-            head.tprev = head.tnext = head
-        after = head.tnext
-        assert after is not None
-        call.tprev, call.tnext = head, after
-        head.tnext = after.tprev = call
-        if self._next_slot is None or key < self._next_slot:
-            self._next_slot = key
+        self._timers.arm(call, deadline)
 
-    @staticmethod
-    def _disarm(call: Call) -> None:
-        prev, after = call.tprev, call.tnext
-        if prev is not None and after is not None:
-            prev.tnext, after.tprev = after, prev
-            call.tprev = call.tnext = None
+    _disarm = staticmethod(disarm)
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        current = int(now * TIMER_SLOTS_PER_SECOND)
-        slot = self._next_slot
-        if slot is not None and slot <= current:
-            buckets = self._buckets
-            if current - slot > len(buckets):  # a long gap: visit only the slots that exist
-                due = sorted(k for k in buckets if k <= current)
-            else:
-                due = [k for k in range(slot, current + 1) if k in buckets]
-            for key in due:
-                head = buckets.pop(key)
-                ring: list[Call] = []  # detach first: expiring one call may disarm others
-                node = head.tnext
-                while node is not None and node is not head:
-                    ring.append(node)
-                    node.tprev, node = None, node.tnext
-                for call in ring:
-                    call.tnext = None
-                for call in ring:
-                    actions.extend(self._expire(call, now))
-            self._next_slot = min(buckets) if buckets else None
+        for ring in self._timers.due(now):
+            for call in ring:
+                actions.extend(self._expire(call, now))
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
             _, account, lock_id = heapq.heappop(lock_timers)
             lock = self.locks.get(account)
-            if lock is not None and lock.lock_id == lock_id:
+            if lock is None or lock.lock_id != lock_id:
+                continue  # that lock already ended; a newer one has its own timer
+            if check_lock_expiry(AccountView(account, lock=lock), self.limits_for(account),
+                                 now, wall) is not None:
                 actions.extend(self.release_lock(account, "expiry"))
         return actions
 
@@ -399,15 +408,14 @@ class Tracker:
         if not call.counted or call.answered is None or call.account is None:
             return []
         limits = self.limits_for(call.account)
-        limit = limits.max_call_duration
-        if limit is None:
+        deadline = duration_deadline(call.answered, limits)
+        if deadline is None:
             return []
-        deadline = call.answered + limit
-        if deadline > now:  # the limit was raised by a reload, or the slot fired early
+        verdict = check_duration(self.view(call.account, call), limits, now, self.wall_clock())
+        if verdict is None:  # the limit was raised by a reload, or the slot fired early
             self._arm_at(call, deadline)
             return []
-        return self._violate(call, Rule.DURATION, limits, format_duration(limit),
-                             format_duration(round(now - call.answered, 1)), now)
+        return self._apply(call, verdict, limits, now)
 
     def retime(self) -> None:
         """Re-arm every duration timer after the policy changed (a reload)."""
@@ -448,17 +456,7 @@ class Tracker:
                 # policy exactly as if an event had brought it.
                 actions.extend(self._learn_account(call, row.account, now))
             elif call.account is None and row.account:
-                st = self._account_state(row.account)
-                call.account = st.name
-                call.acct = st
-                if self.is_locked(row.account):
-                    call.doomed = True
-                    lock = self.locks[row.account]
-                    actions.append(self._hangup(call, Rule.LOCKED, self.limits_for(row.account),
-                                                detail=f"account locked: {lock.reason}"))
-                elif not call.doomed:
-                    st.calls.add(call)
-                    call.counted = True
+                actions.extend(self._adopt(call, row.account, now))
             if row.answered and call.answered is None:
                 call.answered = now - row.age
                 self._arm_duration(call, now)
@@ -481,14 +479,8 @@ class Tracker:
             st.violations.append(when)
 
     def timers_armed(self) -> int:
-        """Calls waiting for a duration deadline (walks the buckets: for tests and tools)."""
-        n = 0
-        for head in self._buckets.values():
-            node = head.tnext
-            while node is not None and node is not head:
-                n += 1
-                node = node.tnext
-        return n
+        """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
+        return self._timers.armed()
 
     def prune(self, now: float, horizon: float = 86400.0) -> int:
         """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their

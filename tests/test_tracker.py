@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esl_guard.model import ActionKind, CallEvent, Limits, Rate, Rule
-from esl_guard.tracker import ChannelRow, Lock, Tracker
+from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Lock, Rate, Rule
+from esl_guard.tracker import Tracker
 
 U = [f"00000000-0000-4000-8000-{i:012d}" for i in range(200)]
 
@@ -238,7 +238,7 @@ def test_resynced_answered_call_keeps_its_age_for_the_duration_limit() -> None:
 
 def test_fail_closed_refuses_every_call() -> None:
     tr, _ = make(Limits())
-    tr.fail_closed = True
+    tr.set_fail_closed(True)
     assert hangups(tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0)) == [U[0]]
 
 
@@ -347,3 +347,52 @@ def test_ringing_call_whose_account_a_resync_gives_first_meets_the_limits() -> N
     assert tr.active("a") == 1
     assert tr.on_event(ev("CHANNEL_ANSWER", 0, "a"), 3) == []
     assert tr.active("a") == 1
+
+
+def test_every_action_carries_its_clause() -> None:
+    tr, _ = make(Limits(max_concurrent_calls=1, lock_after=Rate(1, 60)))
+    tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0)
+    actions = tr.on_event(ev("CHANNEL_CREATE", 1, "a"), 1)
+    got = [(a.kind, a.rule, a.clause) for a in actions]
+    assert got == [
+        (ActionKind.VIOLATION, Rule.CONCURRENCY, "denial_of_service"),
+        (ActionKind.HANGUP, Rule.CONCURRENCY, "denial_of_service"),
+        (ActionKind.LOCK, Rule.LOCK_AFTER, "denial_of_service"),  # the clause of its trigger
+        (ActionKind.HANGUP, Rule.LOCKED, "locked"),
+    ]
+    refused = tr.on_event(ev("CHANNEL_CREATE", 2, "a"), 2)
+    assert [(a.kind, a.clause) for a in refused] == [(ActionKind.HANGUP, "locked")]
+    assert [a.clause for a in tr.release_lock("a", "manual")] == ["locked"]
+
+
+def test_the_view_summarises_an_account() -> None:
+    tr, _ = make(Limits(max_call_rate=Rate(5, 60)))
+    tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 10)
+    tr.on_event(ev("CHANNEL_CREATE", 1, "a"), 11)
+    v = tr.view("a")
+    assert (v.account, v.live, list(v.creations), v.lock) == ("a", 2, [10, 11], None)
+    assert tr.view("nobody").live == 0
+    assert tr.active_accounts() == 1
+
+
+def test_restored_lock_history_makes_the_next_lock_longer() -> None:
+    limits = Limits(max_concurrent_calls=0, lock_after=Rate(1, 60), lock_duration=100.0,
+                    lock_escalation=2.0)
+    tr, clock = make(limits)
+    tr.restore_lock_history({"a": [clock.wall - 3600, clock.wall - 60]})
+    lock = [a for a in tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0) if a.kind is ActionKind.LOCK]
+    assert lock[0].until == clock.wall + 400.0
+
+
+def test_a_lock_restored_from_the_journal_is_in_force_and_expires() -> None:
+    tr, clock = make(Limits())
+    tr.restore_pending_lock(Lock("a", "j1", clock.wall + 30, "from the journal", "auto"))
+    assert tr.is_locked("a")
+    assert hangups(tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0)) == [U[0]]
+    clock.wall += 30
+    assert tr.lock_expired("a")
+    assert [(a.kind, a.extra["lock_id"]) for a in tr.tick(1)] == [(ActionKind.UNLOCK, "j1")]
+    assert not tr.is_locked("a")
+    tr.restore_pending_lock(Lock("b", "j2", None, "forever", "manual"))
+    tr.forget_lock("b")
+    assert not tr.is_locked("b") and tr.tick(2) == []

@@ -1,4 +1,4 @@
-"""Render realistic plain events from real FreeSWITCH events (``_templates_data``).
+"""Render realistic plain events from real FreeSWITCH events (package data ``data/*.txt``).
 
 A template is a captured event body with its per-call values replaced by ``str.format_map``
 fields; rendering is a dict build plus one ``format_map`` (no parsing per event). Values given
@@ -11,6 +11,7 @@ import operator
 import re
 import time
 from collections.abc import Mapping
+from importlib import resources
 from itertools import chain
 
 from esl_guard.simulator.wire import frame_event_json, frame_event_plain, fs_url_encode, plain_to_json
@@ -45,14 +46,31 @@ CHANNEL_EVENTS = frozenset(name for name, _ in _CHANNEL_TEMPLATES)
 DEFAULT_CORE_UUID = "0a18d057-bdc1-42bb-b8e2-c047a6c033bc"
 
 
+def load_templates() -> dict[str, tuple[str, ...]]:
+    """Template name -> its lines, from the package data files ``data/NAME.txt`` (written by
+    ``python -m esl_guard.simulator._gen_templates``; a first ``#`` line names the capture)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in sorted(resources.files("esl_guard.simulator").joinpath("data").iterdir(),
+                        key=lambda e: e.name):
+        if not entry.name.endswith(".txt"):
+            continue
+        lines = entry.read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if lines and lines[0].startswith("#"):
+            lines.pop(0)
+        out[entry.name[:-len(".txt")]] = tuple(lines)
+    if not out:  # pragma: no cover - a broken installation
+        raise RuntimeError("esl_guard/simulator/data/*.txt missing: reinstall esl-guard")
+    return out
+
+
 @functools.cache
 def compiled() -> dict[str, str]:
     """Template name -> the whole plain body with ``{field}`` placeholders (trailing blank line
     included); optional lines (``{vars}``, ``{job_arg}``) render to "" or to whole lines."""
-    from esl_guard.simulator._templates_data import TEMPLATES
-
     out: dict[str, str] = {}
-    for name, lines in TEMPLATES.items():
+    for name, lines in load_templates().items():
         text = "\n".join(lines) + "\n"
         text = text.replace("{vars}\n", "{vars}").replace("{job_arg}\n", "{job_arg}")
         if name != "BACKGROUND_JOB":

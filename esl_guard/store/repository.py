@@ -22,6 +22,7 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
+from esl_guard.model import AuditRecord
 from esl_guard.store import migrate
 from esl_guard.store.engine import (
     SQLITE_BEGIN_OPTION,
@@ -432,11 +433,8 @@ class Store:
 
 
 def _manual_audit(kind: str, account: str, now: float, detail: str) -> dict[str, Any]:
-    return {
-        "op": "audit", "event_id": str(uuid_mod.uuid4()), "time": now, "account": account,
-        "kind": kind, "rule": "manual", "uuid": None, "node": None, "dry_run": False,
-        "limit": None, "observed": None, "detail": detail, "origin": "manual",
-    }
+    return AuditRecord(event_id=str(uuid_mod.uuid4()), time=now, account=account, kind=kind,
+                       rule="manual", detail=detail, origin="manual").to_op()
 
 
 def _lock_info(row: Any) -> LockInfo:
@@ -448,12 +446,11 @@ def _lock_info(row: Any) -> LockInfo:
 
 
 def _audit_dict(row: Any) -> dict[str, Any]:
-    return {
-        "time": float(row.time), "account": row.account, "kind": row.kind, "rule": row.rule,
-        "uuid": row.uuid, "node": row.node, "dry_run": bool(row.dry_run),
-        "detail": row.detail, "limit": row.limit_value, "observed": row.observed,
-        "origin": row.origin, "event_id": row.event_id,
-    }
+    return AuditRecord(
+        event_id=row.event_id, time=float(row.time), account=row.account, kind=row.kind,
+        rule=row.rule, uuid=row.uuid, node=row.node, dry_run=bool(row.dry_run),
+        limit=row.limit_value, observed=row.observed, detail=row.detail, origin=row.origin,
+    ).as_dict()
 
 
 def _text(value: Any) -> str:

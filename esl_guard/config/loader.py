@@ -1,0 +1,356 @@
+"""Reading the conf files: parse, validate every key against the settings table, merge the
+files in order, build the :class:`Config`.  Every problem of every file is collected into one
+:class:`ConfigError`, never a traceback."""
+from __future__ import annotations
+
+import configparser
+import difflib
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from esl_guard.config.converters import NODE_NAME_RE, OFF_WORDS, sqlite_file
+from esl_guard.config.settings import (
+    DEFAULT_JOURNAL,
+    DEFAULT_NODE,
+    LIMIT_KEYS,
+    PASSWORD_KEYS,
+    PERM_HINT,
+    PLAIN_SECTIONS,
+    SECTION_HELP,
+    SETTINGS,
+    Config,
+    DatabaseConfig,
+    LoggingConfig,
+    MetricsConfig,
+    NodeConfig,
+    Setting,
+    default_value,
+)
+from esl_guard.model import Limits
+from esl_guard.safety import is_safe_account, redact_url, url_has_password
+
+
+class ConfigError(Exception):
+    """Every problem found in the conf files, one ``FILE: ...`` line each."""
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors: list[str] = list(errors)
+        super().__init__("\n".join(self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Parser(configparser.RawConfigParser):
+    # A header is the whole (comment-stripped) line; "[policy] junk" is an error.
+    SECTCRE = re.compile(r"\[\s*(?P<header>[^\]]*?)\s*\]\s*$")
+
+
+@dataclass
+class _Value:
+    text: str
+    value: Any
+    file: str
+
+
+def _show(text: str, setting: Setting | None) -> str:
+    """A value as it may appear in an error line: secrets hidden, one printable line."""
+    if setting is not None and setting.name == "url":
+        text = redact_url(text)
+    elif setting is not None and setting.secret:
+        return "***"
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _group_ok(st: os.stat_result) -> bool:
+    """Group read is fine when the group is root or esl-guard (the documented setup)."""
+    if st.st_gid == 0:
+        return True
+    try:
+        import grp
+
+        return grp.getgrgid(st.st_gid).gr_name == "esl-guard"
+    except (ImportError, KeyError):
+        return False
+
+
+def _readable_by_others(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return bool(st.st_mode & stat.S_IROTH) or bool(st.st_mode & stat.S_IRGRP and not _group_ok(st))
+
+
+def _conf_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(path.glob("*.conf")) + sorted((path / "conf.d").glob("*.conf"))
+    return [path] + sorted((path.parent / "conf.d").glob("*.conf"))
+
+
+class _Loader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.files: list[str] = []
+        self.sections: dict[str, dict[str, _Value]] = {}
+        self.section_file: dict[str, str] = {}
+        self.broken = False  # a file could not be parsed: skip whole-config checks
+        self.node_seen = False  # some [freeswitch...] header, even a rejected one
+
+    def error(self, line: str) -> None:
+        if line not in self.errors:
+            self.errors.append(line)
+
+    # -- one file
+
+    def read_file(self, path: Path) -> None:
+        name = str(path)
+        self.files.append(name)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            self.broken = True
+            return self.error(f"{name}: cannot read: {exc.strerror or exc}")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            self.broken = True
+            return self.error(
+                f"{name}: byte {exc.start}: not UTF-8 text: expected a UTF-8 encoded file"
+            )
+        parser = _Parser(
+            delimiters=("=",), comment_prefixes=("#", ";"), inline_comment_prefixes=("#", ";"),
+            strict=True, empty_lines_in_values=False, interpolation=None,
+            default_section="\0no-defaults",
+        )
+        try:
+            parser.read_string(text, source=name)
+        except configparser.DuplicateOptionError as exc:
+            self.broken = True
+            return self.error(f"{name}: line {exc.lineno}: [{exc.section}] {exc.option} "
+                              "is set twice in this file: expected each key once per section")
+        except configparser.DuplicateSectionError as exc:
+            self.broken = True
+            return self.error(f"{name}: line {exc.lineno}: [{exc.section}] appears twice in "
+                              "this file: expected each section once per file")
+        except configparser.MissingSectionHeaderError as exc:
+            self.broken = True
+            return self.error(f"{name}: line {exc.lineno}: {_show(exc.line.strip(), None)}: "
+                              "expected a [section] header before the first key")
+        except configparser.ParsingError as exc:
+            # Non-fatal: configparser read the rest of the file; report every bad line.
+            self.broken = True
+            lines = text.split("\n")  # exc.errors holds repr()s of the lines: use ours
+            for lineno, _ in exc.errors:
+                line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+                self.error(f"{name}: line {lineno}: {_show(line.strip(), None)}: "
+                           "expected key = value, a [section] header or a ; comment")
+        except configparser.Error as exc:
+            self.broken = True
+            return self.error(f"{name}: {_show(str(exc), None)}")
+        for section in parser.sections():
+            self.read_section(name, section, parser.items(section, raw=True))
+
+    def read_section(self, file: str, section: str, items: list[tuple[str, str]]) -> None:
+        kind, sep, ident = section.partition(":")
+        self.node_seen |= kind == "freeswitch"
+        if not (section in PLAIN_SECTIONS or (sep and kind in ("freeswitch", "account"))):
+            return self.error(f"{file}: [{_show(section, None)}]: {SECTION_HELP}")
+        if kind == "account" and not is_safe_account(ident):
+            return self.error(
+                f"{file}: [{_show(section, None)}]: account name not allowed: expected 1-64 "
+                "characters from A-Z a-z 0-9 _ . @ + - starting with a letter or digit"
+            )
+        if kind == "freeswitch" and ":" in section and not NODE_NAME_RE.fullmatch(ident):
+            return self.error(
+                f"{file}: [{_show(section, None)}]: node name not allowed: expected 1-64 "
+                "characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
+            )
+        merged = self.sections.setdefault(section, {})
+        self.section_file.setdefault(section, file)
+        for key, text in items:
+            value = self.read_value(file, section, kind, key, text)
+            if value is not None:
+                merged[key] = value
+        if kind == "freeswitch" and "password" in dict(items) and _readable_by_others(file):
+            self.warnings.append(f"{file}: readable by other users but holds the ESL "
+                                 f"password {PERM_HINT}")
+        url = dict(items).get("url")
+        if kind == "database" and url and url_has_password(url) and _readable_by_others(file):
+            self.warnings.append(f"{file}: readable by other users but holds the database "
+                                 f"password {PERM_HINT}")
+
+    def read_value(self, file: str, section: str, kind: str, key: str,
+                   text: str) -> _Value | None:
+        setting = SETTINGS.get(key)
+        if setting is None or kind not in setting.sections:
+            allowed = sorted(n for n, s in SETTINGS.items() if kind in s.sections)
+            if setting is not None:
+                hint = f"{key} belongs in [{setting.sections[0]}]"
+            elif close := difflib.get_close_matches(key, allowed, n=1):
+                hint = f"did you mean {close[0]}?"
+            else:
+                hint = "expected one of " + ", ".join(allowed)
+            self.error(f"{file}: [{section}] {_show(key, None)}: unknown key ({hint})")
+            return None
+        where = f"{file}: [{section}] {key} = {_show(text, setting)}"
+        if "\n" in text:
+            self.error(f"{where}: expected a value on one line (an indented line continues "
+                       "the previous value: remove the indentation)")
+            return None
+        if setting.off and text.lower() in OFF_WORDS:
+            return _Value(text, None, file)
+        try:
+            return _Value(text, setting.convert(text), file)
+        except ValueError as exc:
+            self.error(f"{where}: {exc}")
+            return None
+
+    # -- the merged result
+
+    def get(self, section: str, key: str) -> Any:
+        v = self.sections.get(section, {}).get(key)
+        return default_value(key) if v is None else v.value
+
+    def node(self, section: str) -> NodeConfig | None:
+        values = self.sections[section]
+        given = [k for k in PASSWORD_KEYS if k in values]
+        if len(given) > 1:
+            self.error(f"{values[given[-1]].file}: [{section}] {', '.join(given)}: expected at "
+                       "most one of password, password_file, password_env")
+            return None
+        password = self.password(section, values)
+        if password is None:
+            return None
+        return NodeConfig(
+            name=section.partition(":")[2] or DEFAULT_NODE,
+            host=self.get(section, "host"), port=self.get(section, "port"), password=password,
+            command_timeout=self.get(section, "command_timeout"),
+            connect_timeout=self.get(section, "connect_timeout"),
+            resync_interval=self.get(section, "resync_interval"),
+            heartbeat_interval=self.get(section, "heartbeat_interval"),
+            resync_timeout=self.get(section, "resync_timeout"),
+        )
+
+    def password(self, section: str, values: Mapping[str, _Value]) -> str | None:
+        if "password_env" in values:
+            v = values["password_env"]
+            secret = self.environ.get(v.value)
+            if not secret:
+                self.error(f"{v.file}: [{section}] password_env = {v.value}: expected the "
+                           f"environment variable {v.value} to be set and not empty")
+                return None
+            if not secret.isprintable():
+                self.error(f"{v.file}: [{section}] password_env = {v.value}: expected the "
+                           f"environment variable {v.value} to hold one printable line")
+                return None
+            return secret
+        if "password_file" in values:
+            v = values["password_file"]
+            path = Path(v.file).parent / v.value  # relative to the conf file naming it
+            where = f"{v.file}: [{section}] password_file = {_show(v.text, None)}"
+            try:
+                first = path.read_bytes().decode("utf-8-sig").splitlines()[:1]
+            except OSError as exc:
+                self.error(f"{where}: expected a readable file ({exc.strerror or exc})")
+                return None
+            except UnicodeDecodeError:
+                self.error(f"{where}: expected a UTF-8 text file")
+                return None
+            secret = first[0].strip() if first else ""
+            if not secret or not secret.isprintable():
+                self.error(f"{where}: expected the password on the first line")
+                return None
+            if _readable_by_others(str(path)):
+                self.warnings.append(f"{path}: readable by other users but holds the ESL "
+                                     f"password {PERM_HINT}")
+            return secret
+        return str(self.get(section, "password"))
+
+    def build(self, main: str) -> Config | None:
+        node_sections = [s for s in self.sections if s.partition(":")[0] == "freeswitch"]
+        if "freeswitch" in self.sections and "freeswitch:default" in self.sections:
+            self.error(f"{self.section_file['freeswitch:default']}: [freeswitch:default]: "
+                       "expected either [freeswitch] or [freeswitch:default], not both")
+        if not self.node_seen and not self.broken:
+            self.error(f"{main}: no [freeswitch] section: expected at least one FreeSWITCH node")
+        nodes: list[NodeConfig] = []
+        seen: dict[tuple[str, int], str] = {}
+        for section in node_sections:
+            node = self.node(section)
+            if node is None:
+                continue
+            other = seen.setdefault((node.host, node.port), section)
+            if other != section:
+                self.error(f"{self.section_file[section]}: [{section}]: {node.address} is "
+                           f"already [{other}]: expected one section per FreeSWITCH")
+            nodes.append(node)
+
+        url = self.get("database", "url")
+        db_file = sqlite_file(url)
+        journal = self.get("database", "journal") or (
+            os.path.join(os.path.dirname(db_file) or ".", "journal.jsonl") if db_file
+            else DEFAULT_JOURNAL)
+        database = DatabaseConfig(
+            url=url, auto_migrate=self.get("database", "auto_migrate"),
+            fail_mode=self.get("database", "fail_mode"), journal=journal,
+            queue_max=self.get("database", "queue_max"),
+            poll_interval=self.get("database", "poll_interval"),
+        )
+        policy = Limits(**{k: self.get("policy", k) for k in LIMIT_KEYS})
+        accounts = {
+            section.partition(":")[2]: replace(
+                policy, **{k: v.value for k, v in values.items() if k in LIMIT_KEYS})
+            for section, values in self.sections.items() if section.startswith("account:")
+        }
+        metrics = None
+        if "metrics" in self.sections:
+            host, port = self.get("metrics", "listen")
+            metrics = MetricsConfig(host=host, port=port)
+        if self.errors:
+            return None
+        return Config(
+            nodes=tuple(nodes), database=database, policy=policy, accounts=accounts,
+            account_variable=self.get("policy", "account_variable"),
+            lock_realm=self.get("policy", "lock_realm"), metrics=metrics,
+            logging=LoggingConfig(format=self.get("logging", "format"),
+                                  level=self.get("logging", "level")),
+            files=tuple(self.files), warnings=tuple(dict.fromkeys(self.warnings)),
+            sources={f"[{s}] {k}": v.file for s, vals in self.sections.items()
+                     for k, v in vals.items()},
+        )
+
+
+def load_config(path: str | os.PathLike[str],
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` and the ``conf.d/*.conf`` beside it (or ``path/*.conf`` then
+    ``path/conf.d/*.conf`` for a directory), in that order; later files override earlier
+    ones key by key.  ``environ`` (default ``os.environ``) resolves ``password_env``.
+
+    Raises ConfigError listing every problem; never anything else for bad input.
+    """
+    main = Path(path)
+    loader = _Loader(os.environ if environ is None else environ)
+    if not main.exists():
+        raise ConfigError([f"{main}: cannot read: No such file or directory"])
+    files = _conf_files(main)
+    if not files:
+        raise ConfigError([f"{main}: no *.conf file in this directory: expected esl-guard.conf"])
+    for file in files:
+        loader.read_file(file)
+    config = loader.build(str(main))
+    if config is None or loader.errors:
+        raise ConfigError(loader.errors)
+    return config

@@ -1,0 +1,243 @@
+"""The settings table, the ONE source of every conf key and its default, and the typed results
+(:class:`Config` and its parts) whose defaults come from it.
+
+Each :class:`Setting` declares its name, the sections it may appear in, its converter, the kind
+of value (for docs), its default (conf text, converted like a value read from a file) and a
+one-line description: validation, defaults, the example conf and the settings reference are
+all driven by :data:`SETTINGS`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from esl_guard.config.converters import (
+    ENV_RE,
+    NAME_RE,
+    boolean,
+    choice,
+    db_url,
+    duration,
+    factor,
+    hangup_cause,
+    host_name,
+    listen_address,
+    lock_duration,
+    matching,
+    one_line,
+    parse_rate,
+    port_number,
+    whole,
+)
+from esl_guard.model import Limits
+from esl_guard.safety import redact_url
+
+DEFAULT_DB_URL = "sqlite:////var/lib/esl-guard/esl-guard.db"
+DEFAULT_JOURNAL = "/var/lib/esl-guard/journal.jsonl"
+DEFAULT_NODE = "default"
+
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One conf key.  ``default`` is conf-style text (converted like a value read from a
+    file) or None for "absent/off".  ``sections`` are the section kinds it may appear in, the
+    first being where it is documented; ``account`` is the kind of ``[account:NAME]``.
+    ``kind``: the kind of value, for docs.  ``off``: the words off/none turn it off (None).
+    ``secret``: never echoed in a message."""
+
+    name: str
+    convert: Callable[[str], Any]
+    default: str | None
+    doc: str
+    sections: tuple[str, ...]
+    kind: str = "text"
+    off: bool = False
+    secret: bool = False
+
+    @property
+    def section(self) -> str:
+        """The section where the key is documented (``[policy]`` for account limits)."""
+        return self.sections[0]
+
+
+_FS = ("freeswitch",)
+_DB = ("database",)
+_POL = ("policy",)
+_LIM = ("policy", "account")
+_DUR = "duration"
+
+SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
+    Setting("host", host_name, "127.0.0.1", "address of the FreeSWITCH event socket", _FS,
+            kind="host"),
+    Setting("port", port_number, "8021", "event socket TCP port", _FS, kind="port"),
+    Setting("password", one_line("expected a non-empty password on one line"), "ClueCon",
+            "event socket password (or password_file / password_env)", _FS, secret=True),
+    Setting("password_file", one_line("expected a file path"), None,
+            "file whose first line is the password", _FS, kind="path"),
+    Setting("password_env", matching(ENV_RE, "expected an environment variable name"), None,
+            "environment variable holding the password", _FS, kind="name"),
+    Setting("command_timeout", duration, "5s", "give up on an ESL command after this", _FS,
+            kind=_DUR),
+    Setting("connect_timeout", duration, "5s", "give up on a connection attempt after this",
+            _FS, kind=_DUR),
+    Setting("resync_interval", duration, "60s", "reconcile with `show channels` this often",
+            _FS, kind=_DUR),
+    Setting("resync_timeout", duration, "60s", "give up on a `show channels` answer after this",
+            _FS, kind=_DUR),
+    Setting("heartbeat_interval", duration, "20s",
+            "expected HEARTBEAT period; silence for 3x this means a dead connection", _FS,
+            kind=_DUR),
+    Setting("url", db_url, DEFAULT_DB_URL, "SQLAlchemy URL (sqlite or postgresql)", _DB,
+            kind="url", secret=True),
+    Setting("auto_migrate", boolean, "true", "upgrade the schema at start-up", _DB,
+            kind="boolean"),
+    Setting("fail_mode", choice("open", "closed"), "open",
+            "without the database: open = keep enforcing from memory, closed = refuse", _DB,
+            kind="open|closed"),
+    Setting("journal", one_line("expected a file path"), None,
+            "audit rows spill here while the database is down (default: journal.jsonl beside "
+            "an SQLite database)", _DB, kind="path"),
+    Setting("queue_max", whole(1), "10000", "audit rows kept in memory before spilling", _DB,
+            kind="integer"),
+    Setting("poll_interval", duration, "2s", "poll the database for manual lock changes", _DB,
+            kind=_DUR),
+    Setting("account_variable",
+            matching(NAME_RE, "expected a channel variable name (letters, digits, _)"),
+            "accountcode", "channel variable that names the account", _POL, kind="name"),
+    Setting("lock_realm", matching(NAME_RE, "expected a mod_hash realm (letters, digits, _)"),
+            "esl_guard", "mod_hash realm where locks are published", _POL, kind="name"),
+    Setting("max_concurrent_calls", whole(0), None, "calls up at the same time", _LIM,
+            kind="integer", off=True),
+    Setting("max_call_duration", duration, None, "hang up calls older than this", _LIM,
+            kind=_DUR, off=True),
+    Setting("max_call_rate", parse_rate, None, "new calls per sliding window", _LIM,
+            kind="rate", off=True),
+    Setting("hangup_cause", hangup_cause, "CALL_REJECTED", "cause given to uuid_kill", _LIM,
+            kind="hangup cause"),
+    Setting("dry_run", boolean, "false", "log and audit, but never hang up or lock", _LIM,
+            kind="boolean"),
+    Setting("lock_after", parse_rate, None, "N violations per window lock the account", _LIM,
+            kind="rate", off=True),
+    Setting("lock_duration", lock_duration, "1h", "how long a lock lasts (or forever)", _LIM,
+            kind="duration|forever"),
+    Setting("lock_escalation", factor, "1", "each repeated lock lasts this factor longer",
+            _LIM, kind="number"),
+    Setting("lock_duration_max", duration, None, "cap on escalated lock durations", _LIM,
+            kind=_DUR, off=True),
+    Setting("listen", listen_address, "127.0.0.1:9464", "Prometheus exporter address",
+            ("metrics",), kind="host:port"),
+    Setting("format", choice("text", "json"), "text", "log line format", ("logging",),
+            kind="text|json"),
+    Setting("level", choice("debug", "info", "warning", "error", upper=True), "info",
+            "log level", ("logging",), kind="debug|info|warning|error"),
+)})
+
+LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+if not all(k in SETTINGS for k in LIMIT_KEYS):  # pragma: no cover - model.py drifted
+    raise RuntimeError("every Limits field needs an entry in SETTINGS")
+
+PLAIN_SECTIONS = ("freeswitch", "database", "policy", "metrics", "logging")
+SECTION_HELP = (
+    "unknown section (expected freeswitch, freeswitch:NAME, database, policy, account:NAME, "
+    "metrics, logging)"
+)
+PASSWORD_KEYS = ("password", "password_file", "password_env")
+PERM_HINT = "(chmod 600 or chmod 640 with group esl-guard)"
+
+
+def default_value(name: str) -> Any:
+    """The typed default of a key, converted from the table's text (None: absent/off)."""
+    s = SETTINGS[name]
+    return None if s.default is None else s.convert(s.default)
+
+
+def settings_in(kind: str) -> list[Setting]:
+    """The keys a section kind (``freeswitch``, ``database``, ``policy``, ``account``,
+    ``metrics``, ``logging``) accepts, in table order: for the example conf and the docs."""
+    return [s for s in SETTINGS.values() if kind in s.sections]
+
+
+# model.Limits cannot import the table (imports point the other way): check they agree.
+_LIMITS = Limits()
+if any(getattr(_LIMITS, k) != default_value(k) for k in LIMIT_KEYS):  # pragma: no cover
+    raise RuntimeError("model.Limits defaults differ from the SETTINGS table")
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    host: str = default_value("host")
+    port: int = default_value("port")
+    password: str = field(default=default_value("password"), repr=False)
+    command_timeout: float = default_value("command_timeout")
+    connect_timeout: float = default_value("connect_timeout")
+    resync_interval: float = default_value("resync_interval")
+    heartbeat_interval: float = default_value("heartbeat_interval")
+    resync_timeout: float = default_value("resync_timeout")
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseConfig:
+    url: str = default_value("url")
+    auto_migrate: bool = default_value("auto_migrate")
+    fail_mode: str = default_value("fail_mode")
+    journal: str = DEFAULT_JOURNAL
+    queue_max: int = default_value("queue_max")
+    poll_interval: float = default_value("poll_interval")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password replaced by ``***``: the only form fit for a log."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"DatabaseConfig(url={self.safe_url!r}, auto_migrate={self.auto_migrate!r}, "
+            f"fail_mode={self.fail_mode!r}, journal={self.journal!r}, "
+            f"queue_max={self.queue_max!r}, poll_interval={self.poll_interval!r})"
+        )
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str = default_value("listen")[0]
+    port: int = default_value("listen")[1]
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = default_value("format")
+    level: str = default_value("level")
+
+
+@dataclass(frozen=True)
+class Config:
+    nodes: tuple[NodeConfig, ...]
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    policy: Limits = field(default_factory=Limits)
+    accounts: Mapping[str, Limits] = field(default_factory=dict)
+    account_variable: str = default_value("account_variable")
+    lock_realm: str = default_value("lock_realm")
+    metrics: MetricsConfig | None = None
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    # "[section] key" -> the file the effective value came from (absent = default).
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accounts", MappingProxyType(dict(self.accounts)))
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+
+    def limits_for(self, account: str) -> Limits:
+        """The effective limits of ``account``: its own section, else [policy]."""
+        return self.accounts.get(account, self.policy)

@@ -1,0 +1,63 @@
+"""Every enforcement decision, as pure functions: ``check_RULE(view, limits, now, wall)``.
+
+Nothing here mutates, logs, reads a clock or does I/O.  ``view`` is a read-only
+:class:`AccountView`; ``now`` is the monotonic clock (windows, durations), ``wall`` the
+wall clock (lock expiry, escalation).  The tracker (``esl_guard.tracker``) holds the state and
+applies the verdicts; the replay runs the same functions on recorded timestamps.
+
+Rule -> function:
+
+- ``fail_mode = closed`` (lock state unknown) -> :func:`check_lock_state`
+- a lock in force                              -> :func:`check_locked` (:func:`lock_active`)
+- ``max_call_rate``                            -> :func:`check_rate`
+- ``max_concurrent_calls``                     -> :func:`check_concurrency`
+- all admission rules, in order                -> :func:`admit` (:data:`ADMISSION_RULES`)
+- a call adopted by a resync                   -> :func:`adopt` (:data:`ADOPTION_RULES`)
+- ``max_call_duration``                        -> :func:`check_duration`
+- ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
+- lock expiry                                  -> :func:`check_lock_expiry`
+
+Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
+here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
+it to :data:`ADMISSION_RULES` (decided when a call's account becomes known) or call it where
+its moment is (the tracker's ``tick`` for timers); if it needs more facts, add them to
+:class:`AccountView` (built in one place, ``Tracker._view``) or to :class:`CallFacts` (the
+tracker's ``Call``), and its limit to ``model.Limits`` and the ``config.settings.SETTINGS``
+table.  Give it a table test in ``tests/test_policy.py``.
+"""
+from __future__ import annotations
+
+from esl_guard.policy.admission import (
+    ADMISSION_RULES,
+    ADOPTION_RULES,
+    LOCK_STATE_UNKNOWN,
+    Check,
+    admit,
+    adopt,
+    check_concurrency,
+    check_lock_state,
+    check_locked,
+    check_rate,
+    counts_as_attempt,
+    first_verdict,
+)
+from esl_guard.policy.duration import check_duration, duration_deadline
+from esl_guard.policy.locks import (
+    ESCALATION_WINDOW,
+    check_lock_after,
+    check_lock_expiry,
+    escalation_count,
+    lock_active,
+    lock_duration,
+)
+from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
+from esl_guard.policy.windows import count_from, count_since, in_window
+
+__all__ = [
+    "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
+    "AccountView", "CallFacts", "CallInfo", "Check", "Verdict",
+    "admit", "adopt", "check_concurrency", "check_duration", "check_lock_after",
+    "check_lock_expiry", "check_lock_state", "check_locked", "check_rate", "count_from",
+    "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
+    "lock_active", "lock_duration",
+]

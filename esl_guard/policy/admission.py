@@ -1,0 +1,116 @@
+"""Admission: may a call that just became known to belong to an account go on?
+
+Each rule is ``check_RULE(view, limits, now, wall) -> Verdict | None``; :func:`admit` runs them in
+their order and returns the first verdict.  New admission rules (destination classes, minute
+budgets, detectors) are added to :data:`ADMISSION_RULES` and nowhere else.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from esl_guard.model import Limits, Rule, clause_of, format_duration
+from esl_guard.policy.locks import lock_active
+from esl_guard.policy.verdict import AccountView, Verdict
+from esl_guard.policy.windows import count_since
+
+Check = Callable[[AccountView, Limits, float, float], "Verdict | None"]
+
+_LOCKED = clause_of(Rule.LOCKED)
+LOCK_STATE_UNKNOWN = "lock state unknown (database unreachable, fail_mode = closed)"
+
+
+def _call(view: AccountView) -> tuple[str | None, str | None]:
+    call = view.call
+    return (None, None) if call is None else (call.uuid, call.node)
+
+
+def check_lock_state(view: AccountView, limits: Limits, now: float,
+                     wall: float) -> Verdict | None:
+    """``fail_mode = closed`` while the lock state is unknown: any account might be locked."""
+    if not view.lock_state_unknown:
+        return None
+    uuid, node = _call(view)
+    return Verdict(Rule.LOCKED, _LOCKED, uuid=uuid, node=node, detail=LOCK_STATE_UNKNOWN,
+                   violation=False)
+
+
+def check_locked(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
+    """A locked account has no calls at all."""
+    lock = view.lock
+    if lock is None or not lock_active(lock, wall):
+        return None
+    uuid, node = _call(view)
+    return Verdict(Rule.LOCKED, _LOCKED, uuid=uuid, node=node,
+                   detail=f"account locked: {lock.reason}", violation=False)
+
+
+def check_rate(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
+    """``max_call_rate = N/W``: this call would be more than N new calls in the last W seconds
+    (``view.creations`` holds the earlier attempts; one exactly W seconds old has left)."""
+    rate = limits.max_call_rate
+    if rate is None:
+        return None
+    creations = view.creations
+    n = len(creations) + 1
+    if n <= rate.count:  # fewer attempts kept than the limit: within it, whatever their age
+        return None
+    n = count_since(creations, now - rate.window) + 1
+    if n <= rate.count:
+        return None
+    observed = f"{min(n, rate.count + 1)}/{format_duration(rate.window)}"
+    return _violation(view, Rule.RATE, str(rate), observed)
+
+
+def check_concurrency(view: AccountView, limits: Limits, now: float,
+                      wall: float) -> Verdict | None:
+    """``max_concurrent_calls = N``: this call would be call N+1 up at once."""
+    cap = limits.max_concurrent_calls
+    if cap is None or view.live + 1 <= cap:
+        return None
+    return _violation(view, Rule.CONCURRENCY, str(cap), str(view.live + 1))
+
+
+def _violation(view: AccountView, rule: Rule, limit: str, observed: str) -> Verdict:
+    uuid, node = _call(view)
+    return Verdict(rule, clause_of(rule), limit=limit, observed=observed, uuid=uuid, node=node,
+                   detail=f"{rule.value} {observed} over limit {limit}")
+
+
+#: The admission rules, in order: the first verdict wins.
+ADMISSION_RULES: tuple[Check, ...] = (check_lock_state, check_locked, check_rate,
+                                      check_concurrency)
+
+#: What a call adopted by a resync (found up, never seen starting) goes through: only the lock.
+#: It is counted without limit checks (a resync never hangs up a call it adopts over a limit).
+ADOPTION_RULES: tuple[Check, ...] = (check_locked,)
+
+
+def first_verdict(rules: tuple[Check, ...], view: AccountView, limits: Limits, now: float,
+                  wall: float) -> Verdict | None:
+    """Run ``rules`` in order; the first verdict, or None."""
+    for check in rules:
+        verdict = check(view, limits, now, wall)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def admit(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
+    """Run :data:`ADMISSION_RULES` in order; the first verdict, or None: the call may go on.
+    (Once per new call, on the event path: the loop is written out, not delegated.)"""
+    for check in ADMISSION_RULES:
+        verdict = check(view, limits, now, wall)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def adopt(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
+    """Run :data:`ADOPTION_RULES`: a call a resync found up that was not seen starting."""
+    return first_verdict(ADOPTION_RULES, view, limits, now, wall)
+
+
+def counts_as_attempt(verdict: Verdict | None) -> bool:
+    """Whether the call enters the account's call-rate window: every attempt does, except one
+    refused because of a lock (it never reached the limits)."""
+    return verdict is None or verdict.violation

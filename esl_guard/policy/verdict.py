@@ -1,0 +1,76 @@
+"""What a rule reads (:class:`AccountView`, :class:`CallFacts`) and what it returns
+(:class:`Verdict`).  Plain data: no I/O, no clock."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from esl_guard.model import Lock, Rule
+
+
+class CallFacts(Protocol):
+    """The facts of the call being decided that a rule may read.
+
+    The tracker's own call object satisfies it (no copy on the event path); tests and the
+    replay use :class:`CallInfo`.  Issues 12/13 add fields here (destination, caller ID,
+    source address, context) as rules need them.
+    """
+
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def answered(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """A plain :class:`CallFacts` (tests, replay)."""
+
+    uuid: str
+    node: str = ""
+    answered: float | None = None  # monotonic time of the answer, None = not answered
+
+
+@dataclass(slots=True)
+class AccountView:
+    """A read-only summary of one account's state, as a rule sees it (rules never assign to
+    it; it is not ``frozen`` only because a frozen dataclass costs microseconds to build, once
+    per new call on the event path).
+
+    Times in ``creations`` and ``violations`` are monotonic (``now``'s clock), oldest first;
+    ``lock_history`` holds wall-clock times of earlier locks, oldest first.  ``live`` counts the
+    account's counted calls on every node, the call being decided excluded.
+    """
+
+    account: str
+    live: int = 0
+    creations: Sequence[float] = ()
+    violations: Sequence[float] = ()
+    lock: Lock | None = None
+    lock_state_unknown: bool = False  # fail_mode = closed while the lock state is unknown
+    lock_history: Sequence[float] = ()
+    call: CallFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision of one rule, as data.
+
+    ``violation``: True when a limit was exceeded (the call is hung up, the violation is
+    recorded and counts toward ``lock_after``); False for a refusal because of a lock, an
+    expiry or a lock decision, which is not a violation of its own.  ``until``: for a lock
+    verdict, the wall-clock expiry (None = forever).
+    """
+
+    rule: Rule
+    clause: str | None
+    limit: str | None = None
+    observed: str | None = None
+    uuid: str | None = None
+    node: str | None = None
+    detail: str = ""
+    violation: bool = True
+    until: float | None = None
