@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     def conf(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", default=DEFAULT_CONF, metavar="PATH",
                         help=f"conf file (default {DEFAULT_CONF}); conf.d/*.conf beside it is "
-                        "read too.  A directory means DIR/esl-guard.conf")
+                        "read too.  A directory: its *.conf, then its conf.d/*.conf")
 
     def utc(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--utc", action="store_true",
