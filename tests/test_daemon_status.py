@@ -52,7 +52,8 @@ def test_a_failing_status_write_is_logged_and_counted(h: Harness,
     with caplog.at_level(logging.ERROR, logger="esl_guard.store.writer"):
         daemon.store.apply = apply  # type: ignore[method-assign]
         assert wait_for(lambda: daemon.writer.write_failures >= 3, timeout=10)
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "esl_guard.store.writer" and r.levelno >= logging.ERROR]
     assert lines and lines[0].startswith("cannot write the daemon status to the database: "
                                          "attempt to write a readonly database (test)")
     assert len(lines) == 1, lines  # rate-limited

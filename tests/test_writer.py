@@ -246,7 +246,8 @@ def test_every_failed_write_is_counted_and_logged_rate_limited(
         assert not w.write_now(status, "the daemon status")
         w.submit(audit_op(1))
         wait_until(lambda: w.write_failures >= 6)
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "esl_guard.store.writer" and r.levelname == "ERROR"]
     assert errors[0].startswith("cannot write the daemon status to the database: database "
                                 "down (test) (1 failed database writes")
     # the audit outage starts a line of its own; the repeats within a minute do not
@@ -275,7 +276,8 @@ def test_failed_writes_after_the_log_interval_are_logged_again_with_their_count(
     with caplog.at_level("ERROR", logger="esl_guard.store.writer"):
         for _ in range(3):
             w.write_now(status, "the daemon status")
-    assert [r.getMessage().split("(")[-1] for r in caplog.records] == [
+    assert [r.getMessage().split("(")[-1] for r in caplog.records
+            if r.name == "esl_guard.store.writer"] == [
         "1 failed database writes since the last such line, 1 since start)",
         "1 failed database writes since the last such line, 2 since start)",
         "1 failed database writes since the last such line, 3 since start)"]
