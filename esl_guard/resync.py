@@ -12,6 +12,13 @@ _ENDING_STATES = {"CS_HANGUP", "CS_REPORTING", "CS_DESTROY"}
 _ANSWERED = {"ACTIVE", "HELD"}
 
 
+def _loopback_b(name: object) -> bool:
+    """The B side of a loopback/ pair (mod_loopback names it ``loopback/DEST-b``): inbound,
+    with the account and no call_uuid, yet part of the call that originated the pair; the
+    row has nothing else that tells (tests/fixtures/esl/plain_loopback.bin)."""
+    return isinstance(name, str) and name.startswith("loopback/") and name.endswith("-b")
+
+
 class ResyncError(Exception):
     """The answer is not a complete channel list: the resync must change nothing."""
 
@@ -46,7 +53,8 @@ def parse_channels(body: str, wall_now: float, account_variable: str = "accountc
         if row.get("callstate") in _ENDING_CALLSTATES or row.get("state") in _ENDING_STATES:
             continue
         call_uuid = row.get("call_uuid") or ""
-        b_leg = row.get("direction") == "outbound" and bool(call_uuid) and call_uuid != uuid
+        b_leg = (row.get("direction") == "outbound" and bool(call_uuid) and call_uuid != uuid
+                 or _loopback_b(row.get("name")))
         account = row.get("accountcode") if account_variable == "accountcode" else None
         try:
             created = float(row.get("created_epoch") or wall_now)

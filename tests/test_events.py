@@ -49,6 +49,27 @@ def test_bridged_b_legs_are_recognised_on_every_event() -> None:
             assert e.b_leg and e.other_leg in a_uuids and e.account is None
 
 
+def test_loopback_legs_are_not_calls_of_their_own() -> None:
+    """One call bridged through loopback/9001 (plain_loopback.bin): the caller's channel is
+    the call; loopback-a is outbound with Other-Leg-Unique-ID, and loopback-b is inbound with
+    the account but carries variable_loopback_leg: B; both belong to the caller's call."""
+    events = call_events("plain_loopback.bin")
+    creates = [e for e in events if e.name == "CHANNEL_CREATE"]
+    assert len(creates) == 3
+    calls = {e.uuid for e in events if not e.b_leg}
+    assert len(calls) == 1
+    (call,) = calls
+    legs = {e.uuid for e in events if e.b_leg}
+    assert len(legs) == 2 and not legs & calls
+    for e in events:
+        if e.uuid in legs:
+            assert e.other_leg == call, e
+    # loopback-b carries the account from its CHANNEL_CREATE on: counted, it would be a
+    # second call of acct1
+    assert any(e.uuid in legs and e.account == "acct1" and e.name == "CHANNEL_CREATE"
+               for e in events)
+
+
 def test_other_account_variable() -> None:
     events = call_events("plain_calls.bin", variable="sip_h_X-Account")
     creates = [e for e in events if e.name == "CHANNEL_CREATE"]

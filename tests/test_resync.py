@@ -30,6 +30,17 @@ def test_bridged_capture_gives_two_calls_and_two_b_legs() -> None:
     assert all(0 <= r.age <= 10 for r in rows)
 
 
+def test_loopback_capture_gives_one_call_and_two_legs_that_are_not_calls() -> None:
+    """A call bridged through loopback/: the caller's channel, loopback-a (outbound, call_uuid
+    = the caller) and loopback-b (inbound, with the account, no call_uuid): one call."""
+    body = next(b for b in api_bodies("plain_loopback.bin") if '"row_count":3' in b)
+    rows = parse_channels(body, 1795630850.0)
+    assert len(rows) == 3 and all(r.answered for r in rows)
+    calls = [r for r in rows if not r.b_leg]
+    assert len(calls) == 1 and calls[0].account == "acct1", rows
+    assert sum(1 for r in rows if r.b_leg and r.account == "acct1") == 1  # loopback-b
+
+
 def test_other_account_variable_leaves_the_account_to_a_lookup() -> None:
     body = next(b for b in api_bodies("plain_bridged.bin") if '"row_count":4' in b)
     assert {r.account for r in parse_channels(body, 0.0, "sip_h_X-Account")} == {None}

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 CONF = HERE / "freeswitch"
 REPO = HERE.parents[1]
 SHIPPED_LOCK_CHECK = REPO / "conf" / "dialplan-locked-accounts.xml"
-MODULES = {"mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_commands",
+MODULES = {"mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
+           "mod_commands",
            "mod_dptools", "mod_hash", "mod_dialplan_xml", "mod_sndfile", "mod_native_file",
            "mod_tone_stream"}
 
