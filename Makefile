@@ -42,7 +42,7 @@ integration: integration-check ## build and start FreeSWITCH in Docker, run pyte
 	fi; \
 	exit $$status
 
-integration-up: integration-check ## start the test FreeSWITCH and leave it running (prints the variables for pytest)
+integration-up: integration-check ## build and start the test FreeSWITCH and leave it running (prints the variables for pytest)
 	@chmod -R a+rX $(IT_DIR)/freeswitch
 	$(DOCKER_COMPOSE) -f $(IT_COMPOSE) up -d --build
 	@echo "then: $(IT_ENV) $(PYTHON) -m pytest $(IT_DIR) -m integration" | tr -s '\t' ' '
@@ -52,5 +52,5 @@ integration-down: ## stop and remove the test FreeSWITCH
 
 integration-check:
 	@command -v sipp >/dev/null 2>&1 || { echo "make: sipp not found on PATH (Debian/Ubuntu: apt-get install sip-tester)" >&2; exit 2; }
-	@$(DOCKER_COMPOSE) version >/dev/null 2>&1 || { echo "make: '$(DOCKER_COMPOSE)' does not work: install Docker with the compose plugin (or set ESL_GUARD_FS/ESL_GUARD_SIP and run pytest against an existing FreeSWITCH, see $(IT_DIR)/README.md)" >&2; exit 2; }
+	@$(DOCKER_COMPOSE) version >/dev/null 2>&1 || { echo "make: '$(DOCKER_COMPOSE)' does not work: install Docker with the compose plugin (or run pytest with ESL_GUARD_FS_BIN=/path/to/freeswitch, or ESL_GUARD_FS/ESL_GUARD_SIP against a running FreeSWITCH: see $(IT_DIR)/README.md)" >&2; exit 2; }
 	@$(PYTHON) -c "import pytest, esl_guard" 2>/dev/null || { echo "make: $(PYTHON) cannot import pytest and esl_guard: set PYTHON=/path/to/venv/bin/python" >&2; exit 2; }
