@@ -5,6 +5,8 @@ from pathlib import Path
 
 from esl_guard.events import CALL_EVENTS, EventDecoder, event_name
 from esl_guard.frames import FrameReader
+from esl_guard.model import ActionKind, Limits
+from esl_guard.tracker import Tracker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esl"
 
@@ -68,6 +70,19 @@ def test_loopback_legs_are_not_calls_of_their_own() -> None:
     # second call of acct1
     assert any(e.uuid in legs and e.account == "acct1" and e.name == "CHANNEL_CREATE"
                for e in events)
+
+
+def test_a_loopback_call_is_one_call_for_the_tracker() -> None:
+    """The real event stream of the loopback call through the tracker, limit 1: the call is
+    counted once, never hung up, and nothing is left counted after its end."""
+    tr = Tracker(lambda account: Limits(max_concurrent_calls=1), lambda: 1_800_000_000.0)
+    peak, actions = 0, []
+    for i, e in enumerate(call_events("plain_loopback.bin")):
+        actions += tr.on_event(e, float(i))
+        peak = max(peak, tr.active("acct1"))
+    assert peak == 1
+    assert not [a for a in actions if a.kind is ActionKind.HANGUP], actions
+    assert tr.active("acct1") == 0
 
 
 def test_other_account_variable() -> None:

@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 CONF_SOURCE = Path(__file__).resolve().parent / "freeswitch"
@@ -132,8 +131,3 @@ class LocalFreeSwitch:
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 parts.append(f"{path} (tail):\n" + "\n".join("    " + t for t in text))
         return "\n".join(parts) or "(no FreeSWITCH output)"
-
-    def wait_gone(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
