@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 
 from esl_guard.safety import is_uuid
 from esl_guard.tracker import ChannelRow
@@ -17,6 +18,20 @@ def _loopback_b(name: object) -> bool:
     with the account and no call_uuid, yet part of the call that originated the pair; the
     row has nothing else that tells (tests/fixtures/esl/plain_loopback.bin)."""
     return isinstance(name, str) and name.startswith("loopback/") and name.endswith("-b")
+
+
+#: A reconciliation leaves a channel it does not know to its events while it is this young.
+ADOPT_AFTER = 5.0
+
+
+def not_too_new(rows: list[ChannelRow], known: Container[str], min_age: float = ADOPT_AFTER
+                ) -> list[ChannelRow]:
+    """The rows a periodic reconciliation applies.  FreeSWITCH can write an api/response ahead
+    of events it has queued for the same connection, so ``show channels`` may list (with its
+    account) a call whose CHANNEL_CREATE is still on its way.  Adopted from the answer, such a
+    call would skip the policy; left out, its events bring it in and put it through the
+    policy.  A channel whose events never come is adopted by a later reconciliation."""
+    return [r for r in rows if r.uuid in known or r.age >= min_age]
 
 
 class ResyncError(Exception):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from esl_guard.frames import FrameReader
-from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new, parse_channels
+from esl_guard.tracker import ChannelRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esl"
 
@@ -65,3 +66,13 @@ def test_rows_with_bad_uuids_or_hanging_up_are_skipped() -> None:
             '"created_epoch":"100"}]}')
     rows = parse_channels(body, 160.0)
     assert [(r.uuid[-2:], r.answered, r.age) for r in rows] == [("19", False, 60.0)]
+
+
+def test_a_reconciliation_leaves_a_brand_new_unknown_call_to_its_events() -> None:
+    """The answer can overtake the new call's CHANNEL_CREATE: a call adopted from it would never
+    meet the policy.  Known calls are always applied; unknown ones once they are old enough."""
+    known = {"00000000-0000-4000-8000-000000000001"}
+    rows = [ChannelRow("00000000-0000-4000-8000-000000000001", "acme", False, False, 0.0),
+            ChannelRow("00000000-0000-4000-8000-000000000002", "acme", False, False, 1.0),
+            ChannelRow("00000000-0000-4000-8000-000000000003", "acme", False, True, ADOPT_AFTER)]
+    assert [r.uuid[-1] for r in not_too_new(rows, known)] == ["1", "3"]

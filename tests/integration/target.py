@@ -10,7 +10,7 @@
                                         address this host uses to reach ESL_GUARD_SIP
     ESL_GUARD_COMPOSE=file              compose file of a Docker FreeSWITCH (set by `make
                                         integration`): the restart test runs `docker compose -f
-                                        file restart freeswitch`
+                                        file kill freeswitch`, then `... start freeswitch`
     ESL_GUARD_FS_RESTART='command'      or any shell command that restarts FreeSWITCH
 
     ESL_GUARD_FS_BIN=/path/to/freeswitch instead of ESL_GUARD_FS: the suite starts its own
@@ -88,7 +88,8 @@ def _local_ip_towards(host: str, port: int) -> str:
 
 
 def target_from_env(environ: Mapping[str, str] | None = None) -> Target | None:
-    """The configured target; None when ESL_GUARD_FS is not set (the suite is skipped)."""
+    """The configured target; None when neither ESL_GUARD_FS nor ESL_GUARD_FS_BIN is set (the
+    suite is skipped)."""
     env = os.environ if environ is None else environ
     fs = env.get("ESL_GUARD_FS", "").strip()
     fs_bin = env.get("ESL_GUARD_FS_BIN", "").strip()
