@@ -29,6 +29,14 @@ _EVENT_NAME = b"Event-Name: "
 _UNIQUE_ID = b"\nUnique-ID: "
 _DIRECTION = b"\nCall-Direction: "
 _OTHER_LEG = b"\nOther-Leg-Unique-ID: "
+# Call facts read by the detectors (issue 13), only when an account's limits use them.  On a
+# real A-leg all four are on every channel event from CHANNEL_CREATE on (fixtures
+# plain_all_routing.bin, plain_bridged.bin); CHANNEL_STATE/CALLSTATE lack sip_network_ip.
+_DESTINATION = b"\nCaller-Destination-Number: "
+_CALLER_ID = b"\nCaller-Caller-ID-Number: "
+_NETWORK_IP = b"\nvariable_sip_network_ip: "
+_NETWORK_ADDR = b"\nCaller-Network-Addr: "
+_CONTEXT = b"\nCaller-Context: "
 _UNSET = object()
 
 
@@ -118,6 +126,26 @@ class LazyEvent:
     def other_leg(self) -> str | None:
         return header_value(self.body, _OTHER_LEG, self.end) or None
 
+    # -- call facts (decoded when a detector asks; not cached: each is read once per call)
+    @property
+    def destination(self) -> str | None:
+        """The dialled number (``Caller-Destination-Number``), a leading ``+`` kept."""
+        return header_value(self.body, _DESTINATION, self.end)
+
+    @property
+    def caller_id(self) -> str | None:
+        return header_value(self.body, _CALLER_ID, self.end)
+
+    @property
+    def source_ip(self) -> str | None:
+        """Where the call came from: ``variable_sip_network_ip``, else ``Caller-Network-Addr``."""
+        return (header_value(self.body, _NETWORK_IP, self.end)
+                or header_value(self.body, _NETWORK_ADDR, self.end) or None)
+
+    @property
+    def context(self) -> str | None:
+        return header_value(self.body, _CONTEXT, self.end)
+
 
 class EventDecoder:
     """Decodes plain event bodies for one node and one account variable."""
@@ -141,4 +169,5 @@ class EventDecoder:
         ev = self.lazy(body, name)
         if ev is None:
             return None
-        return CallEvent(name, self.node, ev.uuid, ev.account, ev.b_leg, ev.other_leg)
+        return CallEvent(name, self.node, ev.uuid, ev.account, ev.b_leg, ev.other_leg,
+                         ev.destination, ev.caller_id, ev.source_ip, ev.context)

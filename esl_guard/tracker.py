@@ -24,15 +24,22 @@ from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, 
 from esl_guard.policy import (
     ESCALATION_WINDOW,
     AccountView,
+    RecentCalls,
     Verdict,
     admit,
     adopt,
     check_duration,
     check_lock_after,
     check_lock_expiry,
+    check_short_call_end,
     counts_as_attempt,
     duration_deadline,
+    is_inbound,
+    is_short,
+    is_warning,
     lock_active,
+    sequential_run,
+    uses_recent,
 )
 from esl_guard.timers import TimerNode, TimerWheel, disarm
 
@@ -52,12 +59,27 @@ class CallEventLike(Protocol):
     def account(self) -> str | None: ...
     @property
     def b_leg(self) -> bool: ...
+    @property
+    def destination(self) -> str | None: ...
+    @property
+    def caller_id(self) -> str | None: ...
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
 
 
 class Call(TimerNode):
-    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
+    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct")
+    Its facts (``destination``, ``caller_id``, ``source_ip``, ``context``) are read from the
+    event that made its account known, only while the policy decides (``ev``); nothing of the
+    event is kept after that.  ``inbound``: a call to the account (hosting detector);
+    ``watch_end``: its end goes through the short-call detector.
+    """
+
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "ev",
+                 "inbound", "watch_end")
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -67,10 +89,34 @@ class Call(TimerNode):
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
+        self.ev: CallEventLike | None = None
+        self.inbound = False
+        self.watch_end = False
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
         self.tnext = None
+
+
+    @property
+    def destination(self) -> str | None:
+        ev = self.ev
+        return None if ev is None else ev.destination
+
+    @property
+    def caller_id(self) -> str | None:
+        ev = self.ev
+        return None if ev is None else ev.caller_id
+
+    @property
+    def source_ip(self) -> str | None:
+        ev = self.ev
+        return None if ev is None else ev.source_ip
+
+    @property
+    def context(self) -> str | None:
+        ev = self.ev
+        return None if ev is None else ev.context
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
@@ -78,7 +124,7 @@ B_LEG = Call("", "")
 
 
 class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations")
+    __slots__ = ("name", "calls", "creations", "violations", "recent")
 
     def __init__(self, name: str) -> None:
         self.name = name                     # every Call of the account shares this string
@@ -87,6 +133,7 @@ class AccountState:
         # whether more than `limit` fall in the sliding window.
         self.creations: list[float] | None = None
         self.violations: list[float] | None = None
+        self.recent: RecentCalls | None = None  # only while a detector with memory is on
 
 
 class Tracker:
@@ -139,7 +186,7 @@ class Tracker:
         account = st.name
         return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
                            self.locks.get(account), self.fail_closed,
-                           self.lock_history.get(account, ()), call)
+                           self.lock_history.get(account, ()), call, st.recent)
 
     def busiest(self, n: int = 10) -> list[tuple[str, int]]:
         return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
@@ -157,6 +204,8 @@ class Tracker:
         if name in END_EVENTS:
             if call is B_LEG:
                 del calls[uuid]
+            elif call.watch_end:
+                return False  # the short-call detector decides: on_event
             else:
                 self._drop(calls, call)
             return True
@@ -178,6 +227,8 @@ class Tracker:
         if calls is None:
             calls = self.nodes[ev.node] = {}
         call = calls.get(ev.uuid)
+        if call is not None and call.watch_end and ev.name in END_EVENTS:
+            return self._end_watched(calls, call, now)
         if call is None:
             if ev.b_leg:
                 calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
@@ -187,7 +238,7 @@ class Tracker:
         if call.account is None:
             account = ev.account
             if account:
-                actions = self._learn_account(call, account, now)
+                actions = self._learn_account(call, account, now, ev)
         if call.answered is None and ev.name == "CHANNEL_ANSWER":
             call.answered = now
             self._arm_duration(call, now)
@@ -199,14 +250,30 @@ class Tracker:
             st = self.accounts[account] = AccountState(account)
         return st
 
-    def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
+    def _learn_account(self, call: Call, account: str, now: float,
+                       ev: CallEventLike | None = None) -> list[Action]:
         """The account of a call followed from its events became known: admission
-        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot."""
+        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot.  ``ev``: the
+        event that carried the account (the call's facts; None after a resync)."""
         st = self._account_state(account)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        verdict = admit(self._view(st, call), limits, now, self.wall_clock())
+        view = self._view(st, call)
+        call.ev = ev
+        inbound = False
+        if limits.max_inbound_concurrent_calls is not None:
+            inbound = is_inbound(call.context, limits)
+            if inbound:
+                view.inbound_live = sum(1 for c in st.calls if c.inbound)
+        warnings: list[Verdict] = []
+        verdict = admit(view, limits, now, self.wall_clock(), warnings)
+        if uses_recent(limits):
+            self._remember(st, call, limits, verdict, now)
+        elif st.recent is not None:
+            st.recent = None  # every detector with memory was turned off (a reload)
+        call.ev = None
+        actions = [self._warning(call.account, v, limits) for v in warnings] if warnings else []
         rate = limits.max_call_rate
         if rate is None:
             st.creations = None
@@ -216,9 +283,56 @@ class Tracker:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
-            return self._apply(call, verdict, limits, now)
+            return actions + self._apply(call, verdict, limits, now)
+        call.inbound = inbound
+        call.watch_end = limits.max_short_calls is not None
         self._count(st, call, now)
-        return []
+        return actions
+
+    def _remember(self, st: AccountState, call: Call, limits: Limits, verdict: Verdict | None,
+                  now: float) -> None:
+        """Update the detectors' memory of the account with the call just decided: every
+        attempt moves the sequential run (a refused one too, or a dialler would restart its
+        run after each refusal); only admitted calls enter the distinct-value windows."""
+        recent = st.recent
+        if recent is None:
+            recent = st.recent = RecentCalls()
+        if limits.max_sequential_destinations is not None and counts_as_attempt(verdict):
+            number = call.destination
+            recent.run = sequential_run(recent.last_destination, recent.run, number)
+            recent.last_destination = number
+        if verdict is not None:
+            return
+        rate = limits.max_distinct_destinations
+        if rate is not None:
+            _remember_value(recent.destinations, call.destination, now, now - rate.window,
+                            rate.count + 1)
+        rate = limits.max_source_ips
+        if rate is not None:
+            _remember_value(recent.source_ips, call.source_ip, now, now - rate.window,
+                            rate.count + 1)
+
+    def _end_watched(self, calls: dict[str, Call], call: Call, now: float) -> list[Action]:
+        """A call under the short-call detector ended: if it was short (never answered, or up
+        less than ``short_call``) it enters the window; short call N+1 is a violation.  Calls
+        esl-guard itself ended are not counted."""
+        answered, doomed, st = call.answered, call.doomed, call.acct
+        call.watch_end = False
+        self._drop(calls, call)
+        if doomed or st is None or call.account is None:
+            return []
+        limits = self.limits_for(call.account)
+        rate = limits.max_short_calls
+        if rate is None or not is_short(answered, now, limits):
+            return []
+        recent = st.recent
+        if recent is None:
+            recent = st.recent = RecentCalls()
+        _slide(recent.short_calls, now, now - rate.window, rate.count + 1)
+        verdict = check_short_call_end(self._view(st, call), limits, now, self.wall_clock())
+        if verdict is None:
+            return []
+        return self._violation(call.account, verdict, limits, now)
 
     def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
         """A call a resync found up, never seen starting: counted without limit checks,
@@ -253,8 +367,11 @@ class Tracker:
     # ------------------------------------------------------------------ verdicts -> actions
     def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float) -> list[Action]:
         """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
-        toward ``lock_after``) or a refusal because of a lock (the call hung up)."""
+        toward ``lock_after``), a refusal because of a lock (the call hung up), or a violation
+        of a ``warn_only`` rule (a warning; the call is not touched)."""
         assert call.account is not None
+        if is_warning(verdict, limits):
+            return [self._warning(call.account, verdict, limits)]
         call.doomed = True
         hangup = Action(ActionKind.HANGUP, call.account, verdict.rule, call.node, call.uuid,
                         cause=limits.hangup_cause, limit=verdict.limit, observed=verdict.observed,
@@ -265,14 +382,26 @@ class Tracker:
             call.acct.calls.discard(call)
             call.counted = False
         self._disarm(call)
-        actions = [
-            Action(ActionKind.VIOLATION, call.account, verdict.rule, call.node, call.uuid,
-                   limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
-                   detail=verdict.detail, clause=verdict.clause),
-            hangup,
-        ]
-        actions.extend(self._count_violation(call.account, verdict.rule, limits, now))
+        actions = self._violation(call.account, verdict, limits, now)
+        actions.insert(1, hangup)
         return actions
+
+    def _violation(self, account: str, verdict: Verdict, limits: Limits,
+                   now: float) -> list[Action]:
+        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``."""
+        if is_warning(verdict, limits):
+            return [self._warning(account, verdict, limits)]
+        actions = [Action(ActionKind.VIOLATION, account, verdict.rule, verdict.node,
+                          verdict.uuid, limit=verdict.limit, observed=verdict.observed,
+                          dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)]
+        actions.extend(self._count_violation(account, verdict.rule, limits, now))
+        return actions
+
+    @staticmethod
+    def _warning(account: str, verdict: Verdict, limits: Limits) -> Action:
+        return Action(ActionKind.WARN, account, verdict.rule, verdict.node, verdict.uuid,
+                      limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
+                      detail=verdict.detail + " (warn_only)", clause=verdict.clause)
 
     def _count_violation(self, account: str, trigger: Rule, limits: Limits,
                          now: float) -> list[Action]:
@@ -492,6 +621,21 @@ class Tracker:
         for account in idle:
             del self.accounts[account]
         return len(idle)
+
+
+def _remember_value(seen: dict[str, float], value: str | None, now: float, horizon: float,
+                    keep: int) -> None:
+    """Note ``value`` as seen at ``now`` (newest last), forget values last seen at or before
+    ``horizon`` and all but the newest ``keep``."""
+    if not value:
+        return
+    seen.pop(value, None)
+    seen[value] = now
+    while seen:
+        oldest = next(iter(seen))
+        if seen[oldest] > horizon and len(seen) <= keep:
+            break
+        del seen[oldest]
 
 
 def _slide(window: list[float], now: float, horizon: float, keep: int) -> int:
