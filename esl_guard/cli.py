@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from esl_guard import __version__
+from esl_guard.model import CLAUSE_NAMES
 
 DEFAULT_CONF = "/etc/esl-guard/esl-guard.conf"
 
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     conf(sp)
     sp.add_argument("--account", help="only this account")
     sp.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 1h, 7d)")
+    sp.add_argument("--clause", action="append", choices=CLAUSE_NAMES,
+                    help="only decisions under this clause of the policy (repeat for several)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp = sub.add_parser("status", help="nodes, active calls, busiest accounts, locks, recent actions")
     conf(sp)
@@ -178,7 +181,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise CLIError(f"--since {args.since}: {exc}", code=2) from None
     account = _account(args.account) if args.account is not None else None
     store = _store(_load(args.config))
-    rows = store.audit(account=account, since=since)
+    rows = store.audit(account=account, since=since, clauses=args.clause)
     for row in rows:
         if args.json:
             doc = dict(row)
@@ -188,7 +191,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(json.dumps(doc, ensure_ascii=False))
         else:
             print(f"{_fmt_time(row['time'])} {row['kind']:<9} {row['account']:<20} "
-                  f"{row.get('rule') or '-':<22} {row.get('uuid') or '-':<36} "
+                  f"{row.get('rule') or '-':<28} {row.get('clause') or '-':<18} "
+                  f"{row.get('uuid') or '-':<36} "
                   f"{row.get('node') or '-'}{' DRY-RUN' if row.get('dry_run') else ''} "
                   f"{row.get('detail') or ''}")
     if not rows and not args.json:

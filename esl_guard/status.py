@@ -64,11 +64,21 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float) -> str:
             out.append(f"  {lk.account:<24} until {until:<19} {lk.origin:<6} {lk.reason}")
     else:
         out.append("active locks: none")
-    recent = store.audit(since=now - 3600)[-10:]
+    hour = store.audit(since=now - 3600)
+    recent = hour[-10:]
+    by_clause: dict[str, int] = {}
+    for r in hour:
+        if r["kind"] in ("violation", "warn", "lock") and r.get("clause"):
+            by_clause[r["clause"]] = by_clause.get(r["clause"], 0) + 1
+    if by_clause:
+        out.append("")
+        out.append("decisions by clause (last hour): " + ", ".join(
+            f"{clause} {n}" for clause, n in sorted(by_clause.items())))
     out.append("")
     out.append("recent actions (last hour):" if recent else "recent actions: none in the last hour")
     for r in recent:
         out.append(f"  {time.strftime('%H:%M:%S', time.localtime(r['time']))} {r['kind']:<9} "
-                   f"{r['account']:<20} {r.get('rule') or '-':<22} {r.get('uuid') or ''}"
+                   f"{r['account']:<20} {r.get('rule') or '-':<28} {r.get('clause') or '-':<18} "
+                   f"{r.get('uuid') or ''}"
                    f"{' (dry run)' if r.get('dry_run') else ''}")
     return "\n".join(out)
