@@ -272,8 +272,8 @@ class Tracker:
             self._remember(st, call, limits, verdict, now)
         elif st.recent is not None:
             st.recent = None  # every detector with memory was turned off (a reload)
-        call.ev = None
-        actions = [self._warning(call.account, v, limits) for v in warnings] if warnings else []
+        actions = ([self._warning(call.account, v, limits, _facts(call)) for v in warnings]
+                   if warnings else [])
         rate = limits.max_call_rate
         if rate is None:
             st.creations = None
@@ -283,7 +283,10 @@ class Tracker:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
-            return actions + self._apply(call, verdict, limits, now)
+            actions += self._apply(call, verdict, limits, now)
+            call.ev = None
+            return actions
+        call.ev = None
         call.inbound = inbound
         call.watch_end = limits.max_short_calls is not None
         self._count(st, call, now)
@@ -370,38 +373,43 @@ class Tracker:
         toward ``lock_after``), a refusal because of a lock (the call hung up), or a violation
         of a ``warn_only`` rule (a warning; the call is not touched)."""
         assert call.account is not None
+        extra = _facts(call)
         if is_warning(verdict, limits):
-            return [self._warning(call.account, verdict, limits)]
+            return [self._warning(call.account, verdict, limits, extra)]
         call.doomed = True
         hangup = Action(ActionKind.HANGUP, call.account, verdict.rule, call.node, call.uuid,
                         cause=limits.hangup_cause, limit=verdict.limit, observed=verdict.observed,
-                        dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)
+                        dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
+                        extra=extra)
         if not verdict.violation:
             return [hangup]
         if call.counted and call.acct is not None:
             call.acct.calls.discard(call)
             call.counted = False
         self._disarm(call)
-        actions = self._violation(call.account, verdict, limits, now)
+        actions = self._violation(call.account, verdict, limits, now, extra)
         actions.insert(1, hangup)
         return actions
 
-    def _violation(self, account: str, verdict: Verdict, limits: Limits,
-                   now: float) -> list[Action]:
+    def _violation(self, account: str, verdict: Verdict, limits: Limits, now: float,
+                   extra: dict[str, object] | None = None) -> list[Action]:
         """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``."""
         if is_warning(verdict, limits):
-            return [self._warning(account, verdict, limits)]
+            return [self._warning(account, verdict, limits, extra)]
         actions = [Action(ActionKind.VIOLATION, account, verdict.rule, verdict.node,
                           verdict.uuid, limit=verdict.limit, observed=verdict.observed,
-                          dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)]
+                          dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
+                          extra=dict(extra) if extra else {})]
         actions.extend(self._count_violation(account, verdict.rule, limits, now))
         return actions
 
     @staticmethod
-    def _warning(account: str, verdict: Verdict, limits: Limits) -> Action:
+    def _warning(account: str, verdict: Verdict, limits: Limits,
+                 extra: dict[str, object] | None = None) -> Action:
         return Action(ActionKind.WARN, account, verdict.rule, verdict.node, verdict.uuid,
                       limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
-                      detail=verdict.detail + " (warn_only)", clause=verdict.clause)
+                      detail=verdict.detail + " (warn_only)", clause=verdict.clause,
+                      extra=dict(extra) if extra else {})
 
     def _count_violation(self, account: str, trigger: Rule, limits: Limits,
                          now: float) -> list[Action]:
@@ -621,6 +629,12 @@ class Tracker:
         for account in idle:
             del self.accounts[account]
         return len(idle)
+
+
+def _facts(call: Call) -> dict[str, object]:
+    """The call's dialled number for an action (notifications), when its event is at hand."""
+    destination = call.destination
+    return {"destination": destination} if destination else {}
 
 
 def _remember_value(seen: dict[str, float], value: str | None, now: float, horizon: float,
