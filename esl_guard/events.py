@@ -95,7 +95,8 @@ def unique_id(body: bytes, end: int) -> str | None:
 class LazyEvent:
     """A call event whose ``account`` and ``b_leg`` are decoded on first use."""
 
-    __slots__ = ("name", "node", "uuid", "body", "end", "_account_key", "_account", "_b_leg")
+    __slots__ = ("name", "node", "uuid", "body", "end", "_account_key", "_account", "_b_leg",
+                 "_facts")
 
     def __init__(self, name: str, node: str, uuid: str, body: bytes, end: int,
                  account_key: bytes) -> None:
@@ -107,6 +108,7 @@ class LazyEvent:
         self._account_key = account_key
         self._account: object = _UNSET
         self._b_leg: bool | None = None
+        self._facts: dict[bytes, str | None] | None = None
 
     @property
     def account(self) -> str | None:
@@ -126,25 +128,33 @@ class LazyEvent:
     def other_leg(self) -> str | None:
         return header_value(self.body, _OTHER_LEG, self.end) or None
 
-    # -- call facts (decoded when a detector asks; not cached: each is read once per call)
+    # -- call facts: decoded when a detector first asks, then kept with the event
+    def _fact(self, key: bytes) -> str | None:
+        facts = self._facts
+        if facts is None:
+            facts = self._facts = {}
+        elif key in facts:
+            return facts[key]
+        value = facts[key] = header_value(self.body, key, self.end)
+        return value
+
     @property
     def destination(self) -> str | None:
         """The dialled number (``Caller-Destination-Number``), a leading ``+`` kept."""
-        return header_value(self.body, _DESTINATION, self.end)
+        return self._fact(_DESTINATION)
 
     @property
     def caller_id(self) -> str | None:
-        return header_value(self.body, _CALLER_ID, self.end)
+        return self._fact(_CALLER_ID)
 
     @property
     def source_ip(self) -> str | None:
         """Where the call came from: ``variable_sip_network_ip``, else ``Caller-Network-Addr``."""
-        return (header_value(self.body, _NETWORK_IP, self.end)
-                or header_value(self.body, _NETWORK_ADDR, self.end) or None)
+        return self._fact(_NETWORK_IP) or self._fact(_NETWORK_ADDR) or None
 
     @property
     def context(self) -> str | None:
-        return header_value(self.body, _CONTEXT, self.end)
+        return self._fact(_CONTEXT)
 
 
 class EventDecoder:

@@ -643,7 +643,9 @@ def _remember_value(seen: dict[str, float], value: str | None, now: float, horiz
     ``horizon`` and all but the newest ``keep``."""
     if not value:
         return
-    seen.pop(value, None)
+    if seen.pop(value, None) is not None and not seen:  # the only value: no trimming to do
+        seen[value] = now
+        return
     seen[value] = now
     while seen:
         oldest = next(iter(seen))

@@ -70,7 +70,10 @@ def new_value_count(seen: Mapping[str, float], value: str, horizon: float) -> in
 def next_number(previous: str | None, number: str | None) -> bool:
     """``number`` is ``previous`` plus one, same length (it differs only in its last digits):
     ``+442079460001`` -> ``+442079460002``, ``0099`` -> ``0100``."""
-    if not previous or not number:
+    if not previous or not number or previous == number or len(previous) != len(number):
+        return False
+    step = ord(number[-1]) - ord(previous[-1])
+    if step != 1 and step != -9:  # the last digit goes up by one (9 -> 0 carries)
         return False
     a, b = previous.removeprefix("+"), number.removeprefix("+")
     if len(a) != len(b) or not (a.isascii() and a.isdigit() and b.isascii() and b.isdigit()):
