@@ -19,8 +19,7 @@ import gevent.socket
 from gevent.event import Event
 from greenswitch import InboundESL
 
-from bench import sender
-from bench import stream
+from bench import sender, stream
 from bench.stream import NODE, OVER_ACCOUNT, PASSWORD
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import GuardESL

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import uuid as uuidlib
-
 from dataclasses import replace
 
 from esl_guard.model import Limits, Patterns, Rate

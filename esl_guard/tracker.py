@@ -59,14 +59,8 @@ class CallEventLike(Protocol):
     def account(self) -> str | None: ...
     @property
     def b_leg(self) -> bool: ...
-    @property
-    def destination(self) -> str | None: ...
-    @property
-    def caller_id(self) -> str | None: ...
-    @property
-    def source_ip(self) -> str | None: ...
-    @property
-    def context(self) -> str | None: ...
+    # Optional (a LazyEvent, a CallEvent): destination, caller_id, source_ip, context, the
+    # call facts the detectors read; an event without them (a replayed CDR) has none.
 
 
 class Call(TimerNode):
@@ -100,23 +94,19 @@ class Call(TimerNode):
 
     @property
     def destination(self) -> str | None:
-        ev = self.ev
-        return None if ev is None else ev.destination
+        return getattr(self.ev, "destination", None)
 
     @property
     def caller_id(self) -> str | None:
-        ev = self.ev
-        return None if ev is None else ev.caller_id
+        return getattr(self.ev, "caller_id", None)
 
     @property
     def source_ip(self) -> str | None:
-        ev = self.ev
-        return None if ev is None else ev.source_ip
+        return getattr(self.ev, "source_ip", None)
 
     @property
     def context(self) -> str | None:
-        ev = self.ev
-        return None if ev is None else ev.context
+        return getattr(self.ev, "context", None)
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
@@ -303,6 +293,7 @@ class Tracker:
         recent = st.recent
         if recent is None:
             recent = st.recent = RecentCalls()
+        recent.last = now
         if limits.max_sequential_destinations is not None and counts_as_attempt(verdict):
             number = call.destination
             recent.run = sequential_run(recent.last_destination, recent.run, number)
@@ -334,6 +325,7 @@ class Tracker:
         recent = st.recent
         if recent is None:
             recent = st.recent = RecentCalls()
+        recent.last = now
         _slide(recent.short_calls, now, now - rate.window, rate.count + 1)
         verdict = check_short_call_end(self._view(st, call), limits, now, self.wall_clock())
         if verdict is None:
@@ -628,7 +620,8 @@ class Tracker:
         stale = now - horizon
         idle = [a for a, s in self.accounts.items() if not s.calls
                 and (not s.creations or s.creations[-1] <= stale)
-                and (not s.violations or s.violations[-1] <= stale)]
+                and (not s.violations or s.violations[-1] <= stale)
+                and (s.recent is None or s.recent.last <= stale)]
         for account in idle:
             del self.accounts[account]
         return len(idle)

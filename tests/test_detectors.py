@@ -317,3 +317,16 @@ def test_detectors_off_keep_no_state() -> None:
     new_call(tr, "a", "plain", 1.0, destination="100", source_ip="192.0.2.1")
     end(tr, "a", 2.0)
     assert tr.accounts["plain"].recent is None
+
+
+def test_pruning_idle_accounts_keeps_the_detectors_memory() -> None:
+    """The daemon prunes every few seconds: an account with no live call keeps its short-call
+    window (and run, distinct values) until it has been idle for the horizon."""
+    tr = tracker(robo=Limits(max_short_calls=Rate(1, 600.0)))
+    for i in range(2):
+        new_call(tr, f"r{i}", "robo", 10.0 + i)
+        end(tr, f"r{i}", 10.5 + i)
+    assert tr.prune(20.0) == 0
+    assert kinds(new_call(tr, "r2", "robo", 21.0))[1] == ("hangup", "max_short_calls", "r2")
+    end(tr, "r2", 21.5)
+    assert tr.prune(21.5 + 86400.0) == 1 and "robo" not in tr.accounts

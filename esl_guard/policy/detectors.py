@@ -36,9 +36,10 @@ class RecentCalls:
     first, values older than the window trimmed (at most N + 1 kept).  ``last_destination`` and
     ``run``: the last dialled number and how many consecutive calls, it included, dialled
     numbers that each add one.  ``short_calls``: when the newest N + 1 short calls ended.
+    ``last``: when any of it last changed (an idle account is forgotten a day after that).
     """
 
-    __slots__ = ("destinations", "source_ips", "last_destination", "run", "short_calls")
+    __slots__ = ("destinations", "source_ips", "last_destination", "run", "short_calls", "last")
 
     def __init__(self) -> None:
         self.destinations: dict[str, float] = {}
@@ -46,6 +47,7 @@ class RecentCalls:
         self.last_destination: str | None = None
         self.run = 0
         self.short_calls: list[float] = []
+        self.last = 0.0
 
 
 def uses_recent(limits: Limits) -> bool:
