@@ -17,13 +17,14 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from esl_guard.events import END_EVENTS
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
 from esl_guard.policy import (
     ESCALATION_WINDOW,
     AccountView,
+    CallFacts,
     RecentCalls,
     Verdict,
     admit,
@@ -66,14 +67,18 @@ class CallEventLike(Protocol):
 class Call(TimerNode):
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
 
-    Its facts (``destination``, ``caller_id``, ``source_ip``, ``context``) are read from the
-    event that made its account known, only while the policy decides (``ev``); nothing of the
-    event is kept after that.  ``inbound``: a call to the account (hosting detector);
-    ``watch_end``: its end goes through the short-call detector.
+    Its facts (destination, caller ID, ...) are only read while its admission is decided
+    (:class:`Admitting`); nothing of the event is kept.  ``inbound``: a call to the account
+    (hosting detector); ``watch_end``: its end goes through the short-call detector.
     """
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "ev",
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
                  "inbound", "watch_end")
+    # A call outside its admission has no facts (CallFacts).
+    destination: str | None = None
+    caller_id: str | None = None
+    source_ip: str | None = None
+    context: str | None = None
 
     def __init__(self, node: str, uuid: str) -> None:
         self.node = node
@@ -83,7 +88,6 @@ class Call(TimerNode):
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
-        self.ev: CallEventLike | None = None
         self.inbound = False
         self.watch_end = False
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
@@ -92,21 +96,41 @@ class Call(TimerNode):
         self.tnext = None
 
 
-    @property
-    def destination(self) -> str | None:
-        return getattr(self.ev, "destination", None)
 
-    @property
-    def caller_id(self) -> str | None:
-        return getattr(self.ev, "caller_id", None)
+_FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
 
-    @property
-    def source_ip(self) -> str | None:
-        return getattr(self.ev, "source_ip", None)
 
-    @property
-    def context(self) -> str | None:
-        return getattr(self.ev, "context", None)
+class Admitting:
+    """The :class:`~esl_guard.policy.CallFacts` of a call while its admission is decided: its
+    uuid, node and answer time, and the facts of the event that made its account known,
+    decoded on first use and then kept as plain attributes (a detector may read one several
+    times).  Without an event (a resync), every fact is None."""
+
+    def __init__(self, call: Call, ev: CallEventLike | None) -> None:
+        self.uuid = call.uuid
+        self.node = call.node
+        self.answered = call.answered
+        self._ev = ev
+
+    def __getattr__(self, name: str) -> str | None:
+        if name not in _FACTS:
+            raise AttributeError(name)
+        value: str | None = getattr(self._ev, name, None)
+        setattr(self, name, value)
+        return value
+
+    if TYPE_CHECKING:  # for the CallFacts protocol (set on first use by __getattr__)
+        destination: str | None
+        caller_id: str | None
+        source_ip: str | None
+        context: str | None
+
+
+def needs_facts(limits: Limits) -> bool:
+    """Whether a rule on for these limits reads the facts of the call being admitted."""
+    return (limits.caller_id_allowed is not None or limits.max_inbound_concurrent_calls is not None
+            or limits.max_source_ips is not None or limits.max_distinct_destinations is not None
+            or limits.max_sequential_destinations is not None)
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
@@ -175,7 +199,7 @@ class Tracker:
                                self.lock_history.get(account, ()), call)
         return self._view(st, call)
 
-    def _view(self, st: AccountState, call: Call | None) -> AccountView:
+    def _view(self, st: AccountState, call: CallFacts | None) -> AccountView:
         account = st.name
         return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
                            self.locks.get(account), self.fail_closed,
@@ -252,20 +276,22 @@ class Tracker:
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        view = self._view(st, call)
-        call.ev = ev
+        facts = Admitting(call, ev) if needs_facts(limits) else None
+        view = self._view(st, call if facts is None else facts)
         inbound = False
-        if limits.max_inbound_concurrent_calls is not None:
-            inbound = is_inbound(call.context, limits)
+        if facts is not None and limits.max_inbound_concurrent_calls is not None:
+            inbound = is_inbound(facts.context, limits)
             if inbound:
                 view.inbound_live = sum(1 for c in st.calls if c.inbound)
         warnings: list[Verdict] = []
         verdict = admit(view, limits, now, self.wall_clock(), warnings)
         if uses_recent(limits):
-            self._remember(st, call, limits, verdict, now)
+            self._remember(st, facts, limits, verdict, now)
         elif st.recent is not None:
             st.recent = None  # every detector with memory was turned off (a reload)
-        actions = ([self._warning(call.account, v, limits, _facts(call)) for v in warnings]
+        if warnings or verdict is not None:
+            facts = facts or Admitting(call, ev)
+        actions = ([self._warning(call.account, v, limits, _extra(facts)) for v in warnings]
                    if warnings else [])
         rate = limits.max_call_rate
         if rate is None:
@@ -276,17 +302,15 @@ class Tracker:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
-            actions += self._apply(call, verdict, limits, now)
-            call.ev = None
+            actions += self._apply(call, verdict, limits, now, facts)
             return actions
-        call.ev = None
         call.inbound = inbound
         call.watch_end = limits.max_short_calls is not None
         self._count(st, call, now)
         return actions
 
-    def _remember(self, st: AccountState, call: Call, limits: Limits, verdict: Verdict | None,
-                  now: float) -> None:
+    def _remember(self, st: AccountState, call: Admitting | None, limits: Limits,
+                  verdict: Verdict | None, now: float) -> None:
         """Update the detectors' memory of the account with the call just decided: every
         attempt moves the sequential run (a refused one too, or a dialler would restart its
         run after each refusal); only admitted calls enter the distinct-value windows."""
@@ -294,6 +318,8 @@ class Tracker:
         if recent is None:
             recent = st.recent = RecentCalls()
         recent.last = now
+        if call is None:  # only max_short_calls: nothing to remember at admission
+            return
         if limits.max_sequential_destinations is not None and counts_as_attempt(verdict):
             number = call.destination
             recent.run = sequential_run(recent.last_destination, recent.run, number)
@@ -363,12 +389,13 @@ class Tracker:
         call.answered = None
 
     # ------------------------------------------------------------------ verdicts -> actions
-    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float) -> list[Action]:
+    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float,
+               facts: Admitting | None = None) -> list[Action]:
         """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
         toward ``lock_after``), a refusal because of a lock (the call hung up), or a violation
         of a ``warn_only`` rule (a warning; the call is not touched)."""
         assert call.account is not None
-        extra = _facts(call)
+        extra = _extra(facts)
         if is_warning(verdict, limits):
             return [self._warning(call.account, verdict, limits, extra)]
         call.doomed = True
@@ -627,9 +654,9 @@ class Tracker:
         return len(idle)
 
 
-def _facts(call: Call) -> dict[str, object]:
+def _extra(facts: Admitting | None) -> dict[str, object]:
     """The call's dialled number for an action (notifications), when its event is at hand."""
-    destination = call.destination
+    destination = None if facts is None else facts.destination
     return {"destination": destination} if destination else {}
 
 
