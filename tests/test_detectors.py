@@ -330,3 +330,16 @@ def test_pruning_idle_accounts_keeps_the_detectors_memory() -> None:
     assert kinds(new_call(tr, "r2", "robo", 21.0))[1] == ("hangup", "max_short_calls", "r2")
     end(tr, "r2", 21.5)
     assert tr.prune(21.5 + 86400.0) == 1 and "robo" not in tr.accounts
+
+
+def test_warn_only_on_a_count_rule_warns_once_and_keeps_the_call() -> None:
+    tr = tracker(chatty=Limits(max_call_duration=10.0, max_concurrent_calls=1,
+                               warn_only=frozenset({"max_call_duration",
+                                                    "max_concurrent_calls"})))
+    new_call(tr, "c1", "chatty", 1.0)
+    answer(tr, "c1", 2.0)
+    out = new_call(tr, "c2", "chatty", 3.0)
+    assert kinds(out) == [("warn", "max_concurrent_calls", "c2")]
+    out = tr.tick(12.5)
+    assert kinds(out) == [("warn", "max_call_duration", "c1")]
+    assert tr.tick(30.0) == [] and tr.active("chatty") == 2
