@@ -111,6 +111,7 @@ def run_demo(seconds: float = 30.0) -> int:
     from esl_guard.config import load_config
     from esl_guard.daemon import Daemon
     from esl_guard.logsetup import setup_logging
+    from esl_guard.render import audit_table
     from esl_guard.simulator import FakeFreeSWITCH
     from esl_guard.store import Store
 
@@ -190,10 +191,9 @@ def run_demo(seconds: float = 30.0) -> int:
         store = Store(config.database.url)
         rows = store.audit()
         store.close()
-    _say("what esl-guard enforced and why (its audit trail):")
-    for r in rows:
-        print(f"  {r['kind']:<9} {r['account']:<7} {r.get('rule') or '-':<28} "
-              f"{r.get('clause') or '-':<18} {(r.get('uuid') or '-')[:8]:<8}")
+    _say("what esl-guard enforced and why (its audit trail, as `esl-guard audit` shows it):")
+    for line in audit_table(rows, short_uuid=True):
+        print(f"  {line}")
     for doc, signed in hook.docs:
         _say(f"webhook received: {doc['kind']} of {doc['account']} ({doc['clause']}), "
              f"signature {'valid' if signed else 'INVALID'}")

@@ -182,10 +182,12 @@ class Store:
 
     def audit(
         self, *, account: str | None = None, since: float | None = None,
-        limit: int | None = None, clauses: Sequence[str] | None = None,
+        until: float | None = None, kinds: Sequence[str] | None = None,
+        rules: Sequence[str] | None = None, limit: int | None = None,
+        clauses: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit rows ordered by time then id; with `limit`, the most recent `limit` rows;
-        with `clauses`, only rows of those policy clauses."""
+        """Audit rows ordered by time then id, `since` <= time < `until`, of the given kinds,
+        rules and policy clauses (None: any); with `limit`, the most recent `limit` of them."""
         stmt = select(AuditEvent)
         if account is not None:
             stmt = stmt.where(AuditEvent.account == account)
@@ -193,6 +195,12 @@ class Store:
             stmt = stmt.where(AuditEvent.clause.in_(list(clauses)))
         if since is not None:
             stmt = stmt.where(AuditEvent.time >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEvent.time < until)
+        if kinds:
+            stmt = stmt.where(AuditEvent.kind.in_(list(kinds)))
+        if rules:
+            stmt = stmt.where(AuditEvent.rule.in_(list(rules)))
         if limit is not None:
             stmt = stmt.order_by(AuditEvent.time.desc(), AuditEvent.id.desc()).limit(limit)
         else:
