@@ -46,9 +46,9 @@ def test_upgrade_is_idempotent_and_sets_revision(db_url: str) -> None:
     try:
         assert s.revision() is None
         s.upgrade()
-        assert s.revision() == head_revision() == "0001"
+        assert s.revision() == head_revision() == "0002"
         s.upgrade()
-        assert s.revision() == "0001"
+        assert s.revision() == "0002"
         s.ping()
     finally:
         s.close()

@@ -16,6 +16,9 @@ Rule -> function:
 - ``max_call_duration``                        -> :func:`check_duration`
 - ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
 - lock expiry                                  -> :func:`check_lock_expiry`
+- the daemon's locks vs the database's         -> :func:`reconcile_locks`
+- lock_after windows after a restart           -> :func:`restored_windows`
+- what mod_hash holds (value, stale entries)   -> :func:`hash_value`, :func:`stale_hash_keys`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -44,20 +47,27 @@ from esl_guard.policy.admission import (
 from esl_guard.policy.duration import check_duration, duration_deadline
 from esl_guard.policy.locks import (
     ESCALATION_WINDOW,
+    LockChange,
     check_lock_after,
     check_lock_expiry,
     escalation_count,
+    hash_value,
     lock_active,
     lock_duration,
+    parse_hash_dump,
+    reconcile_locks,
+    restored_windows,
+    stale_hash_keys,
 )
 from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
-    "AccountView", "CallFacts", "CallInfo", "Check", "Verdict",
+    "AccountView", "CallFacts", "CallInfo", "Check", "LockChange", "Verdict",
     "admit", "adopt", "check_concurrency", "check_duration", "check_lock_after",
     "check_lock_expiry", "check_lock_state", "check_locked", "check_rate", "count_from",
     "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
-    "lock_active", "lock_duration",
+    "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
+    "restored_windows", "stale_hash_keys",
 ]
