@@ -298,3 +298,19 @@ def test_a_restart_during_a_database_outage_cleans_the_hash_once_the_state_is_kn
         monkeypatch.undo()
     assert wait_for(lambda: d.locks_loaded, timeout=30)
     assert wait_for(lambda: hashed(fs, "acme") is None)
+
+
+def test_unlock_says_what_it_found(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing in the database: the daemon's last status tells whether it held a lock; the
+    request is recorded either way (it ends a lock decided in the last moments)."""
+    h.write("max_concurrent_calls = 10\n")
+    with direct_store(h.db_url) as store:
+        store.apply([{"op": "status", "time": time.time(),
+                      "body": {"locks": [{"account": "acme", "until": None}]}}])
+        capsys.readouterr()
+        assert cli(["unlock", "acme", "-c", str(h.conf)]) == 0
+        assert "unlocked acme (a lock the daemon had not written" in capsys.readouterr().out
+        assert cli(["unlock", "bob", "-c", str(h.conf)]) == 1
+        err = capsys.readouterr().err
+        assert "bob is not locked" in err and "the unlock is recorded" in err
+        assert [a for a, _ in store.unlocks_since(0)] == ["acme", "bob"]
