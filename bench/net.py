@@ -134,7 +134,7 @@ def stop(guard: BenchGuard) -> None:
 
 def daemon_throughput(snd: SenderProcess, passes: int,
                       guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
-    port = snd.start("blast", passes=passes, trigger="api show channels")
+    port = snd.start("blast", passes=passes, trigger="event plain")
     guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:
@@ -207,7 +207,7 @@ def raw_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- latency
 def latency(snd: SenderProcess, seconds: float, rate: float,
             guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
-    port = snd.start("latency", seconds=seconds, rate=rate, trigger="api show channels")
+    port = snd.start("latency", seconds=seconds, rate=rate, trigger="event plain")
     guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:

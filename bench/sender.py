@@ -11,12 +11,15 @@ a fresh listener on 127.0.0.1 port 0, reports the port, accepts ONE client, spea
   over-limit account, and times each one from its write to the ``api uuid_kill`` for it.
 
 Plain blocking sockets in one thread (select for reads): no GIL contention skews the timings.
+Later clients of the same listener (esl-guard's reconciliations, each over a short-lived
+connection of its own) are answered by an idle side thread.
 """
 from __future__ import annotations
 
 import itertools
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -88,6 +91,8 @@ def answer(cmd: str) -> bytes:
         return command_reply("+OK event listener enabled plain")
     if cmd.startswith("api show channels"):
         return api_response(b'{"row_count": 0}\n')
+    if cmd.startswith("api status"):
+        return api_response(b"UP 0 years, 0 days\n0 session(s) - peak 0, last 5min 0 \n")
     if cmd.startswith("api "):
         return api_response(b"+OK\n")
     if cmd == "exit":
@@ -122,6 +127,16 @@ class Sender:
             self.conn.send(("port", listener.getsockname()[1]))
             listener.settimeout(ACCEPT_TIMEOUT)
             sock, _ = listener.accept()
+            done = threading.Event()
+            others = threading.Thread(target=_serve_others, args=(listener, done), daemon=True)
+            others.start()
+            try:
+                self._serve(kind, args, sock)
+            finally:
+                done.set()
+                others.join()
+
+    def _serve(self, kind: str, args: dict[str, Any], sock: socket.socket) -> None:
         with sock:
             sock.settimeout(None)
             # mod_event_socket sets TCP_NODELAY on every listener socket (listener_run()).
@@ -192,6 +207,29 @@ class Sender:
                 frame = gone.pop(cmd.split()[2], None)
                 if frame is not None:
                     peer.sock.sendall(frame)
+
+
+def _serve_others(listener: socket.socket, done: threading.Event) -> None:
+    """Clients after the first: auth and answers to their commands, nothing else."""
+    listener.settimeout(0.2)
+    while not done.is_set():
+        try:
+            sock, _ = listener.accept()
+        except OSError:  # the timeout included
+            continue
+        threading.Thread(target=_answer_only, args=(sock,), daemon=True).start()
+
+
+def _answer_only(sock: socket.socket) -> None:
+    with sock:
+        sock.settimeout(None)
+        sock.sendall(AUTH_REQUEST)
+        peer = Peer(sock)
+        try:
+            while True:
+                peer.read(None)
+        except (OSError, EOFError):
+            pass
 
 
 def main(conn: Connection, calls: int, accounts: int, breaches: int) -> None:

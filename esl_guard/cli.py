@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     dbsub.required = True
     up = dbsub.add_parser("upgrade", help="bring the schema to the newest revision")
     conf(up)
+    from esl_guard.replay import cli as replay_cli
+    replay_cli.add_parser(sub)
     return p
 
 
@@ -227,6 +229,12 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from esl_guard.replay.cli import run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from esl_guard.demo import run_demo
 
@@ -235,7 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "lock": cmd_lock,
             "unlock": cmd_unlock, "locks": cmd_locks, "audit": cmd_audit, "status": cmd_status,
-            "db": cmd_db, "demo": cmd_demo}
+            "db": cmd_db, "demo": cmd_demo, "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

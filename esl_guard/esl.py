@@ -13,6 +13,7 @@ line of every event.  :class:`GuardESL` keeps the class and replaces those three
 """
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Callable, Mapping
 
@@ -30,6 +31,27 @@ log = logging.getLogger(__name__)
 _EVENT_NAMES = {name.encode(): name for name in (*CALL_EVENTS, "CHANNEL_DESTROY", "HEARTBEAT",
                                                   "BACKGROUND_JOB", "CHANNEL_BRIDGE",
                                                   "CHANNEL_UNBRIDGE")}
+
+
+#: the pause of a bulk connection's reader between reads: any timer makes the hub poll
+BULK_PAUSE = 0.0001
+
+
+_DECODE_CHUNK = 1 << 20
+
+
+def _decode(body: bytes, pause: float) -> str:
+    """UTF-8 (bad bytes replaced); a big body in 1 MiB steps with a pause between them."""
+    if len(body) <= _DECODE_CHUNK or not pause:
+        return body.decode("utf-8", "replace")
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    parts = []
+    with memoryview(body) as view:
+        for i in range(0, len(body), _DECODE_CHUNK):
+            parts.append(decoder.decode(view[i:i + _DECODE_CHUNK]))
+            gevent.sleep(pause)
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
 
 
 class ESLError(Exception):
@@ -62,18 +84,23 @@ class Reply:
 class GuardESL(InboundESL):  # type: ignore[misc]
     def __init__(self, host: str, port: int, password: str, *, timeout: float = 5.0,
                  command_timeout: float = 5.0, on_event: Callable[[str, bytes], None],
-                 on_close: Callable[[str], None], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 on_close: Callable[[str], None], max_frame: int = DEFAULT_MAX_FRAME,
+                 max_reply: int | None = None, bulk: bool = False) -> None:
+        """``bulk``: a connection that may receive huge answers; between two reads its reader
+        lets the hub poll every socket (a ``sleep(0)`` only runs ready greenlets, and a
+        connection whose data is always there would keep the others waiting)."""
         super().__init__(host, port, password, timeout=timeout)
         self.command_timeout = command_timeout
         self.on_event = on_event
         self.on_close = on_close
         self.last_rx = 0.0
-        self._reader = FrameReader(max_frame)
+        self._reader = FrameReader(max_frame, max_reply=max_reply)
         self._write_lock = gevent.lock.Semaphore()
         self._closed_reason: str | None = None
         self._commands_sent: list[AsyncResult] = []
         self.auth_failed = False
         self.stopping = False
+        self._pause = BULK_PAUSE if bulk else 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -156,7 +183,7 @@ class GuardESL(InboundESL):  # type: ignore[misc]
                 self.last_rx = gevent.get_hub().loop.now()
                 for frame in reader.frames(self._event):
                     self._dispatch(frame)
-                gevent.sleep(0)  # let command senders and the ticker run under a flood
+                gevent.sleep(self._pause)  # let command senders and the ticker run under a flood
         except ProtocolError as exc:
             reason = f"protocol error: {exc}"
             log.error("ESL %s:%s: %s; resetting the connection", self.host, self.port, exc)
@@ -181,7 +208,7 @@ class GuardESL(InboundESL):  # type: ignore[misc]
         if ctype == "text/event-plain":
             self._event(frame.body)
         elif ctype in ("command/reply", "api/response"):
-            body = frame.body.decode("utf-8", "replace")
+            body = _decode(frame.body, self._pause)
             if not self._commands_sent:
                 log.warning("ESL %s:%s: reply with no pending command: %.80r",
                             self.host, self.port, body or frame.headers.get("Reply-Text"))

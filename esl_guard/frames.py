@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-DEFAULT_MAX_FRAME = 16 * 1024 * 1024  # real events are < 12 KB; `show channels` of 10k calls ~ 15 MB
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024  # real events are < 12 KB, the commands' replies tiny
+#: cap on an ``api/response`` body where a big answer is expected (the reconciliation's own
+#: connection): ``show channels as json`` is ~950 bytes a channel, 19 MB for 20,000 channels;
+#: 256 MiB is ~270,000 channels, far over what one FreeSWITCH carries, and still a bound.
+MAX_REPLY = 256 * 1024 * 1024
 MAX_HEADER_BLOCK = 64 * 1024
 READ_BUFFER = 1024 * 1024
 
@@ -44,14 +48,20 @@ class Frame:
 class FrameReader:
     """Incremental frame splitter over one reusable buffer."""
 
-    __slots__ = ("_buf", "_view", "_start", "_end", "_max_frame")
+    __slots__ = ("_buf", "_view", "_start", "_end", "_max_frame", "_max_reply", "_need")
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, size: int = READ_BUFFER) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, size: int = READ_BUFFER, *,
+                 max_reply: int | None = None) -> None:
+        """``max_frame`` caps every frame, except ``api/response`` bodies, capped by
+        ``max_reply`` (default: ``max_frame``); either is a bound on what a peer can make us
+        allocate."""
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
         self._start = 0  # unparsed bytes are _buf[_start:_end]
         self._end = 0
         self._max_frame = max_frame
+        self._max_reply = max_frame if max_reply is None else max_reply
+        self._need = 0  # size of the incomplete frame at _start, once its length is known
 
     @property
     def buffered(self) -> int:
@@ -87,10 +97,13 @@ class FrameReader:
             tail = self._view[start:end].tobytes()
             self._buf[:len(tail)] = tail
             self._start, self._end = 0, len(tail)
-        if self._end == len(self._buf):  # a frame larger than the buffer: grow it
+        need = max(self._need, self._end + 1)
+        if need > len(self._buf):  # a frame larger than the buffer: grow it, once if we can
+            size = max(need, 2 * len(self._buf))
+            buf = bytearray(size)  # calloc: pages are only touched when written
+            buf[:self._end] = self._view[:self._end]
             self._view.release()
-            self._buf.extend(bytes(len(self._buf)))
-            self._view = memoryview(self._buf)
+            self._buf, self._view = buf, memoryview(buf)
 
     def frames(self, on_event: Callable[[bytes], object] | None = None) -> list[Frame]:
         """The frames complete in the buffer.  With ``on_event``, plain events framed the way
@@ -101,6 +114,7 @@ class FrameReader:
         append = frames.append
         pos, size = self._start, self._end
         max_frame = self._max_frame
+        self._need = 0
         try:
             while pos < size:
                 if buf.startswith(_CL, pos, size):  # the fast path: an event, framed as FS does
@@ -115,6 +129,7 @@ class FrameReader:
                         start = nl + 33
                         end = start + length
                         if end > size:
+                            self._need = end - pos
                             break
                         body = view[start:end].tobytes()
                         pos = end
@@ -140,10 +155,13 @@ class FrameReader:
                     if not (raw_len.isascii() and raw_len.isdigit()):
                         raise ProtocolError(f"bad Content-Length {raw_len[:40]!r}")
                     length = int(raw_len)
-                    if length > max_frame:
-                        raise ProtocolError(f"frame of {length} bytes over the {max_frame} cap")
+                    cap = (self._max_reply if headers.get("Content-Type") == "api/response"
+                           else max_frame)
+                    if length > cap:
+                        raise ProtocolError(f"frame of {length} bytes over the {cap} cap")
                 body_start = end + 2
                 if size - body_start < length:
+                    self._need = body_start + length - pos
                     break
                 body = view[body_start:body_start + length].tobytes()
                 pos = body_start + length

@@ -2,7 +2,11 @@
 
 The node never decides anything; it hands every event to the service (``on_event``) and runs
 the commands it is given.  Reconnects use tenacity (exponential backoff with jitter, forever,
-one log line per failed attempt, reset after every successful connection).
+one log line per failed attempt).  The backoff is reset only by a connection that stayed up
+:data:`STABLE_AFTER` seconds: one that fails right after authenticating (a switch refusing us
+on every connect) backs off like a failed connect, instead of reconnecting in a tight loop.
+Reconciliations fetch the channel list over a connection of their own
+(:mod:`esl_guard.snapshot`), never over the event connection.
 """
 from __future__ import annotations
 
@@ -14,13 +18,31 @@ from typing import Protocol
 
 import gevent
 from gevent.event import AsyncResult, Event
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    wait_exponential,
+    wait_random_exponential,
+)
 
+from esl_guard import snapshot
 from esl_guard.config import NodeConfig
 from esl_guard.esl import ESLError, GuardESL, Reply
 from esl_guard.events import SUBSCRIPTION
+from esl_guard.model import ChannelRow
 
 log = logging.getLogger(__name__)
+
+#: a connection that lasted less than this did not succeed: the reconnect backoff goes on
+STABLE_AFTER = 30.0
+#: reconnect waits: 0.25 s doubling to 15 s, plus as much again at random (at most 30 s)
+DEFAULT_WAIT = (wait_exponential(multiplier=0.25, max=15)
+                + wait_random_exponential(multiplier=0.25, max=15))
+
+
+class ShortConnection(ESLError):
+    """The connection ended before it was stable: reconnect after a backoff."""
 
 
 class NodeOwner(Protocol):
@@ -40,10 +62,11 @@ class NodeLink:
         self.reconnects = 0
         self.last_error: str | None = None
         self.connected_since: float | None = None
-        self._wait = wait or wait_random_exponential(multiplier=0.5, max=30)
+        self._wait = wait or DEFAULT_WAIT
         self._stopping = False
         self._closed = Event()
         self._greenlet: gevent.Greenlet | None = None
+        self._snapshot: GuardESL | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> gevent.Greenlet:
@@ -63,15 +86,33 @@ class NodeLink:
             retrying = Retrying(wait=self._wait, retry=retry_if_exception_type(ESLError),
                                 sleep=gevent.sleep, before_sleep=self._log_attempt, reraise=True)
             try:
-                retrying(self._connect)
-                self._serve()
+                retrying(self._session)
             except Exception:  # noqa: BLE001 - a bug must never end enforcement on this node
                 log.exception("node %s: unexpected error; reconnecting", self.name)
                 if self.conn is not None:
                     self.conn.close("internal error")
                 gevent.sleep(1.0)
-            if not self._stopping:
-                self.reconnects += 1
+                if not self._stopping:
+                    self.reconnects += 1
+
+    def _session(self) -> None:
+        """Connect and serve until the connection ends; raises ESLError (so the caller backs
+        off) unless it was up for :data:`STABLE_AFTER` seconds."""
+        self._connect()
+        if self._stopping:
+            return
+        loop = gevent.get_hub().loop
+        loop.update_now()
+        since = loop.now()
+        self._serve()
+        if self._stopping:
+            return
+        self.reconnects += 1
+        loop.update_now()
+        lasted = loop.now() - since
+        if lasted < STABLE_AFTER:
+            raise ShortConnection(f"connection lost after {lasted:.1f}s "
+                                  f"({self.last_error or 'closed'})")
 
     def _log_attempt(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -133,6 +174,9 @@ class NodeLink:
         self.connected = False
         self.connected_since = None
         self._closed.set()
+        snap, self._snapshot = self._snapshot, None
+        if snap is not None:  # its answer would belong to a connection that is gone
+            snap.close(f"event connection closed: {reason}")
         if was:
             self.last_error = None if self._stopping else reason
             log.log(logging.INFO if self._stopping else logging.WARNING,
@@ -140,6 +184,34 @@ class NodeLink:
             self.owner.node_disconnected(self, reason)
 
     # -- commands -----------------------------------------------------------------------------
+    def fetch_channels(self, account_variable: str, wall: Callable[[], float]) -> list[ChannelRow]:
+        """The node's channel list, over a connection of its own (see :mod:`esl_guard.snapshot`);
+        raises ESLError or ResyncError.  Aborted if the event connection closes meanwhile."""
+        conn = self.conn
+        if conn is None or not self.connected:
+            raise ESLError(f"node {self.name} is not connected")
+
+        mine: list[GuardESL] = []
+
+        def opened(snap: GuardESL) -> None:
+            mine.append(snap)
+            self._snapshot = snap
+
+        try:
+            rows = snapshot.fetch_channels(self.cfg, account_variable, wall, on_open=opened)
+        finally:
+            if mine and self._snapshot is mine[0]:
+                self._snapshot = None
+        # A barrier: the answer came over another connection, so events FreeSWITCH sent
+        # before it may still be unread on the event connection.  Once a command sent there
+        # now is answered, they have all been handed to the owner (frames are handled in
+        # order), and it can tell the calls that began or ended meanwhile.
+        if self.conn is not conn or not self.connected:
+            raise ESLError(f"node {self.name}: the event connection closed during the "
+                           "reconciliation")
+        conn.send("api status")
+        return rows
+
     def api(self, command: str, timeout: float | None = None) -> Reply:
         conn = self.conn
         if conn is None or not self.connected:

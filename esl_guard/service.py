@@ -31,8 +31,9 @@ from esl_guard.policy import (
     restored_windows,
     stale_hash_keys,
 )
-from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.resync import ResyncError
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
+from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import Tracker
 
 log = logging.getLogger("esl_guard.enforce")
@@ -52,6 +53,7 @@ class NodeSync:
     ended: set[str] = field(default_factory=set)
     next_resync: float = 0.0
     ok: bool = False
+    failures: int = 0               # reconciliations failed in a row (retried within seconds)
 
 
 class Guard:
@@ -205,30 +207,35 @@ class Guard:
         return text + f"; {self.tracker.live_calls()} calls"
 
     # ------------------------------------------------------------------ resync
-    def _fetch_channels(self, link: NodeLink) -> list[ChannelRow]:
-        reply = link.api("show channels as json")
-        rows = parse_channels(reply.body, self.wall(), self.config.account_variable)
-        if self.config.account_variable != "accountcode":
-            rows = [self._lookup_account(link, row) for row in rows]
-        return rows
-
-    def _lookup_account(self, link: NodeLink, row: ChannelRow) -> ChannelRow:
-        if row.b_leg:
-            return row
-        reply = link.api(f"uuid_getvar {row.uuid} {self.config.account_variable}")
-        value = reply.body.strip()
-        if value.startswith("-ERR") or value in ("", "_undef_"):
-            return row
-        return ChannelRow(row.uuid, value, row.b_leg, row.answered, row.age)
+    def _try_fetch(self, link: NodeLink, st: NodeSync) -> list[ChannelRow] | Exception:
+        """The node's channel list, over a connection of its own (hangups never wait for it),
+        or why not; after a failure the next try is within seconds (backing off up to
+        resync_interval)."""
+        try:
+            return link.fetch_channels(self.config.account_variable, self.wall)
+        except (ESLError, ResyncError) as exc:
+            st.failures += 1
+            st.next_resync = self.clock() + retry_delay(st.failures, link.cfg.resync_interval)
+            return exc
 
     def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
-        try:
-            rows = self._fetch_channels(link)
-        except (ESLError, ResyncError) as exc:
+        fetch = gevent.spawn(self._try_fetch, link, st)
+        fetch.join(timeout=link.cfg.command_timeout)
+        if not fetch.ready():
+            # A slow answer: hangups must not wait for it.  The buffered events are applied
+            # now, and the answer, when it comes, like a periodic reconciliation's.
+            syslog.warning("node %s: the channel list is slow (over command_timeout); "
+                           "following events meanwhile", link.name)
+            st.inflight = True
+            st.seen, st.ended = set(), set()
+            self._flush_buffer(link.name, st)
+            self._reconcile(link, fetch, "initial")
+            return
+        rows = fetch.get()
+        if isinstance(rows, Exception):
             self.metrics.resyncs.labels(link.name, "failed").inc()
-            syslog.error("node %s: resync failed, keeping the calls we know (%s); retrying soon",
-                         link.name, exc)
-            st.next_resync = self.clock() + min(5.0, link.cfg.resync_interval)
+            syslog.error("node %s: resync failed, keeping the calls we know (%s); retrying in "
+                         "%.0fs", link.name, rows, st.next_resync - self.clock())
             self._flush_buffer(link.name, st)
             return
         # A call whose CHANNEL_CREATE arrived after we subscribed is a new call, not one that
@@ -249,18 +256,21 @@ class Guard:
         for name, body in buffered:
             self._apply_event(node, name, body, st)
 
-    def _reconcile(self, link: NodeLink) -> None:
+    def _reconcile(self, link: NodeLink, fetch: gevent.Greenlet | None = None,
+                   kind: str = "periodic") -> None:
         st = self.sync[link.name]
-        st.inflight = True
-        st.seen, st.ended = set(), set()
+        if fetch is None:
+            st.inflight = True
+            st.seen, st.ended = set(), set()
         try:
-            rows = self._fetch_channels(link)
-        except (ESLError, ResyncError) as exc:
-            self.metrics.resyncs.labels(link.name, "failed").inc()
-            syslog.warning("node %s: reconciliation failed, nothing changed (%s)", link.name, exc)
-            return
+            rows = fetch.get() if fetch is not None else self._try_fetch(link, st)
         finally:
             st.inflight = False
+        if isinstance(rows, Exception):
+            self.metrics.resyncs.labels(link.name, "failed").inc()
+            syslog.warning("node %s: reconciliation failed, nothing changed (%s); retrying in "
+                           "%.0fs", link.name, rows, st.next_resync - self.clock())
+            return
         # Calls first seen while the answer was in flight are kept; calls that ended meanwhile
         # are not brought back.
         rows = [r for r in rows if r.uuid not in st.ended]
@@ -269,12 +279,13 @@ class Guard:
         rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
                  if u not in listed and u in calls]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
-        self._resync_done(link, st, added, dropped, "periodic")
+        self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
 
     def _resync_done(self, link: NodeLink, st: NodeSync, added: int, dropped: int,
                      kind: str) -> None:
         st.ok = True
+        st.failures = 0
         st.next_resync = self.clock() + link.cfg.resync_interval
         self.metrics.resyncs.labels(link.name, "ok").inc()
         self.metrics.resync_changes.labels(link.name, "added").inc(added)

@@ -34,7 +34,7 @@ from esl_guard.policy import (
     duration_deadline,
     lock_active,
 )
-from esl_guard.timers import TimerNode, TimerWheel, disarm
+from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 
 __all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
 
@@ -75,6 +75,9 @@ class Call(TimerNode):
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
 B_LEG = Call("", "")
+
+#: Duration timers fire within 1/TIMER_SLOTS_PER_SECOND s (+ the tick) of their deadline.
+TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
 class AccountState:

@@ -137,3 +137,31 @@ def test_a_large_frame_in_many_small_chunks_is_joined_whole() -> None:
     assert [f.content_type for f in frames[1:]] == ["auth/request", "command/reply",
                                                     "text/disconnect-notice"]
     assert reader.buffered == 0
+
+
+def test_api_replies_have_their_own_cap_and_events_keep_theirs() -> None:
+    body = b"x" * 5000
+    reply = b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body)
+    event = b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(body), body)
+    reader = FrameReader(max_frame=4096, max_reply=8192)
+    assert [f.body for f in reader.feed(reply)] == [body]
+    with pytest.raises(ProtocolError, match="over the 4096 cap"):
+        FrameReader(max_frame=4096, max_reply=8192).feed(event)
+    # an event framed the other way round takes the generic path: still the event cap
+    with pytest.raises(ProtocolError, match="over the 4096 cap"):
+        FrameReader(max_frame=4096, max_reply=8192).feed(
+            b"Content-Type: text/event-plain\nContent-Length: 5000\n\n")
+    with pytest.raises(ProtocolError, match="over the 2048 cap"):
+        FrameReader(max_frame=4096, max_reply=2048).feed(reply)
+    with pytest.raises(ProtocolError, match="over the 4096 cap"):  # default: the frame cap
+        FrameReader(max_frame=4096).feed(reply)
+
+
+def test_a_reply_far_larger_than_the_read_buffer_is_read_whole() -> None:
+    body = b'{"row_count":1,"rows":[' + b"7" * (3 << 20) + b"]}"
+    data = b"Content-Type: api/response\nContent-Length: %d\n\n%s" % (len(body), body)
+    reader = FrameReader(size=1 << 16, max_reply=4 << 20)
+    got = []
+    for i in range(0, len(data), 100_000):
+        got += reader.feed(data[i:i + 100_000])
+    assert [f.body for f in got] == [body] and reader.buffered == 0

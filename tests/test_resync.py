@@ -54,3 +54,61 @@ def test_rows_with_bad_uuids_or_hanging_up_are_skipped() -> None:
             '"created_epoch":"100"}]}')
     rows = parse_channels(body, 160.0)
     assert [(r.uuid[-2:], r.answered, r.age) for r in rows] == [("19", False, 60.0)]
+
+
+def _row(i: int) -> dict[str, str]:
+    return {"uuid": f"6e3cfff3-8692-405e-af1c-{i:012d}", "direction": "inbound",
+            "created_epoch": "100", "callstate": "ACTIVE", "accountcode": f"a{i % 7}",
+            "name": 'sofia/external/x"y,z]}{@127.0.0.1', "call_uuid": ""}
+
+
+def test_a_big_answer_is_parsed_in_chunks_exactly_like_json_loads() -> None:
+    import json
+
+    from esl_guard.resync import CHUNK
+
+    rows = [_row(i) for i in range(10 * CHUNK + 3)]
+    body = json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
+    pauses = []
+    got = parse_channels(body, 160.0, pause=lambda: pauses.append(1))
+    assert [(r.uuid, r.account, r.answered, r.age) for r in got] == \
+        [(r["uuid"], r["accountcode"], True, 60.0) for r in rows]
+    assert len(pauses) >= 10  # the caller's hub ran between chunks
+    spaced = json.dumps({"rows": rows, "row_count": len(rows)}, indent=2)  # any key order
+    assert parse_channels(spaced, 160.0) == got
+
+
+def test_every_capture_parses_as_json_loads_does() -> None:
+    import json
+
+    bodies = [b for name in ("plain_bridged.bin", "api_replies.bin", "plain_calls.bin")
+              for b in api_bodies(name) if b.lstrip().startswith("{")]
+    assert len(bodies) >= 4
+    for body in bodies:
+        doc = json.loads(body)
+        assert len(parse_channels(body, 1795630850.0, pause=lambda: None)) <= doc["row_count"]
+
+
+@pytest.mark.parametrize("body", [
+    '{"row_count":0}{}',                 # trailing data
+    '{"row_count":0,}',                  # trailing comma
+    '{"row_count":1,"rows":[{}]',        # cut short
+    '{"row_count":1,"rows":[{} {}]}',    # missing comma
+    '{"row_count" 0}',                   # missing colon
+    '{"row_count":true}',                # not a number
+    '{1:2}',                             # not a key
+])
+def test_malformed_json_is_a_resync_error(body: str) -> None:
+    with pytest.raises(ResyncError):
+        parse_channels(body, 0.0, pause=lambda: None)
+
+
+@pytest.mark.parametrize("failures, interval, delay", [
+    (1, 60.0, 2.0), (2, 60.0, 4.0), (3, 60.0, 8.0), (6, 60.0, 60.0), (40, 60.0, 60.0),
+    (1, 1.0, 1.0),
+])
+def test_a_failed_reconciliation_is_retried_within_seconds_then_backs_off(
+        failures: int, interval: float, delay: float) -> None:
+    from esl_guard.snapshot import retry_delay
+
+    assert retry_delay(failures, interval) == delay

@@ -241,6 +241,7 @@ class _Loader:
             connect_timeout=self.get(section, "connect_timeout"),
             resync_interval=self.get(section, "resync_interval"),
             heartbeat_interval=self.get(section, "heartbeat_interval"),
+            resync_timeout=self.get(section, "resync_timeout"),
         )
 
     def password(self, section: str, values: Mapping[str, _Value]) -> str | None:

@@ -85,6 +85,8 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             _FS, kind=_DUR),
     Setting("resync_interval", duration, "60s", "reconcile with `show channels` this often",
             _FS, kind=_DUR),
+    Setting("resync_timeout", duration, "60s", "give up on a `show channels` answer after this",
+            _FS, kind=_DUR),
     Setting("heartbeat_interval", duration, "20s",
             "expected HEARTBEAT period; silence for 3x this means a dead connection", _FS,
             kind=_DUR),
@@ -176,6 +178,7 @@ class NodeConfig:
     connect_timeout: float = default_value("connect_timeout")
     resync_interval: float = default_value("resync_interval")
     heartbeat_interval: float = default_value("heartbeat_interval")
+    resync_timeout: float = default_value("resync_timeout")
 
     @property
     def address(self) -> str:

@@ -46,6 +46,7 @@ class Connection:
         self._on_block = on_block
         self._out: Queue = Queue()
         self._cmds: Queue = Queue()
+        self._held: list[bytes] | None = None  # events waiting for an inline api to finish
         self._writer = gevent.spawn(self._write_loop)
         self._worker = gevent.spawn(self._work_loop)
         self.send(AUTH_REQUEST)
@@ -79,6 +80,24 @@ class Connection:
     def send(self, data: bytes) -> None:
         if not self.closed and not self.closing:
             self._out.put(data)
+
+    def send_event(self, data: bytes) -> None:
+        """An event: queued behind an ``api`` that is running inline (see :meth:`hold_events`)."""
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self.send(data)
+
+    def hold_events(self) -> None:
+        """While an ``api`` runs, FreeSWITCH's listener thread sends nothing else on this
+        connection (mod_event_socket runs ``api`` inline): events wait until :meth:`release_events`."""
+        if self._held is None:
+            self._held = []
+
+    def release_events(self) -> None:
+        held, self._held = self._held, None
+        for data in held or ():
+            self.send(data)
 
     def close_after_flush(self) -> None:
         """Send what is queued, then close (exit, failed auth, shutdown); nothing more is sent."""

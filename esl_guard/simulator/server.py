@@ -10,6 +10,7 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping
 
 import gevent
+import gevent.event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
@@ -57,6 +58,12 @@ class FakeFreeSWITCH:
         self.hash: dict[str, dict[str, str]] = {}
         self.api_delay: float = 0.0
         self.fail_api: set[str] = set()
+        self.holds: list[ApiHold] = []
+        self.accepted = 0  # connections accepted, ever
+        self.drop_after_subscribe = False
+        # its core database locked: `show channels/calls` list nothing (as FreeSWITCH answers
+        # after ~30 s of "SQLite is BUSY"), while `status` still counts the sessions
+        self.db_busy = False
         self.log_commands = False
         self._channels: dict[str, Channel] = {}
         self._conns: set[Connection] = set()
@@ -108,6 +115,7 @@ class FakeFreeSWITCH:
             self.heartbeat()
 
     def _handle(self, sock, addr) -> None:  # type: ignore[no-untyped-def]
+        self.accepted += 1
         conn = Connection(sock, addr, self._run_command, self._record)
         self._conns.add(conn)
         try:
@@ -144,7 +152,30 @@ class FakeFreeSWITCH:
                 return bool(predicate())
             gevent.sleep(0.002)
 
-    # ---- network faults ----------------------------------------------------------------------
+    # ---- slow answers and network faults -------------------------------------------------------
+    def hold_api(self, prefix: str, count: int | None = None) -> ApiHold:
+        """Make the next ``count`` (default: every) ``api`` commands starting with ``prefix``
+        (e.g. ``"show channels"``) wait until ``release()``: a slow answer with no clock.  As in
+        FreeSWITCH, a held ``api`` also holds back that connection's later commands and events."""
+        hold = ApiHold(prefix, count)
+        self.holds.append(hold)
+        return hold
+
+    def _wait_holds(self, line: str) -> None:
+        for hold in list(self.holds):
+            if not line.startswith(hold.prefix):
+                continue
+            hold.seen += 1
+            if hold.remaining == 0:
+                continue
+            hold.remaining -= 1
+            hold.waiting += 1
+            try:
+                hold.released.wait()
+            finally:
+                hold.waiting -= 1
+                hold.answered += 1
+
     def drop_connections(self, reset: bool = True) -> None:
         """Cut every client socket at once (RST by default), like a network failure."""
         for conn in list(self._conns):
@@ -378,7 +409,7 @@ class FakeFreeSWITCH:
             data = framed.get(conn.fmt)
             if data is None:
                 data = framed[conn.fmt] = frame(body, conn.fmt)
-            conn.send(data)
+            conn.send_event(data)
 
     # ---- commands ----------------------------------------------------------------------------
     def _run_command(self, conn: Connection, block: str) -> None:
@@ -443,6 +474,8 @@ def _cmd_event(fs: FakeFreeSWITCH, conn: Connection, arg: str, rest: str) -> Non
             conn.events.add(upper)
         conn.nixed.discard(upper)
     conn.send(command_reply(f"+OK event listener enabled {fmt}"))
+    if fs.drop_after_subscribe:
+        conn.close_after_flush()
 
 
 def _cmd_noevents(fs: FakeFreeSWITCH, conn: Connection, arg: str, rest: str) -> None:
@@ -521,10 +554,17 @@ def _cmd_sendmsg(fs: FakeFreeSWITCH, conn: Connection, arg: str, rest: str) -> N
 
 
 def _cmd_api(fs: FakeFreeSWITCH, conn: Connection, arg: str, rest: str) -> None:
-    if fs.api_delay > 0:
-        gevent.sleep(fs.api_delay)
-    body, phases = api_mod.execute(fs, arg, conn)
-    conn.send(api_mod.frame_api(body))
+    if fs.holds:
+        conn.hold_events()
+    try:
+        if fs.holds:
+            fs._wait_holds(arg)
+        if fs.api_delay > 0:
+            gevent.sleep(fs.api_delay)
+        body, phases = api_mod.execute(fs, arg, conn)
+        conn.send(api_mod.frame_api(body))
+    finally:
+        conn.release_events()
     for phase in phases:
         phase()
 
@@ -553,6 +593,21 @@ def _cmd_bgapi(fs: FakeFreeSWITCH, conn: Connection, arg: str, rest: str) -> Non
         gevent.spawn(run)
     else:
         run()
+
+
+class ApiHold:
+    """See :meth:`FakeFreeSWITCH.hold_api`."""
+
+    def __init__(self, prefix: str, count: int | None) -> None:
+        self.prefix = prefix
+        self.remaining = -1 if count is None else count
+        self.released = gevent.event.Event()
+        self.seen = 0       # commands that matched (held or not)
+        self.waiting = 0    # commands being held right now
+        self.answered = 0   # held commands let through (answered right after)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 _COMMANDS: dict[str, Callable[[FakeFreeSWITCH, Connection, str, str], None]] = {
