@@ -31,7 +31,7 @@ from esl_guard.policy import (
     restored_windows,
     stale_hash_keys,
 )
-from esl_guard.resync import ResyncError
+from esl_guard.resync import ResyncError, not_too_new
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import Tracker
@@ -276,6 +276,7 @@ class Guard:
         rows = [r for r in rows if r.uuid not in st.ended]
         listed = {r.uuid for r in rows}
         calls = self.tracker.nodes.get(link.name, {})
+        rows = not_too_new(rows, calls)  # a brand-new call is left to its events
         rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
                  if u not in listed and u in calls]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
