@@ -216,7 +216,7 @@ def busiest_active(guard: GuardProcess, account: str) -> int | None:
 
 
 def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_path: Path,
-                                          place_calls: PlaceCalls,
+                                          place_calls: PlaceCalls, guard: GuardProcess,
                                           restart_freeswitch: Callable[[], None] | None) -> None:
     """FreeSWITCH dies (SIGKILL: its calls end without one event) while an account is at its
     limit of 1 call, and starts again.  After the reconnect the call that ended meanwhile no
@@ -225,7 +225,10 @@ def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_pa
     if restart_freeswitch is None:
         pytest.skip(NO_RESTART)
     locked, after = f"relock-{run_id}", f"after-{run_id}"
-    guard = GuardProcess(tmp_path / "guard", fs_target, {after: {"max_concurrent_calls": "1"}})
+    # The module's daemon is connected too: after the restart both clean the lock realm of
+    # entries that are not their active locks, so they share one database (one lock state).
+    guard = GuardProcess(tmp_path / "guard", fs_target, {after: {"max_concurrent_calls": "1"}},
+                         database=guard.workdir / "esl-guard.db")
     guard.start()
     try:
         guard.lock(locked, "10m")
