@@ -31,7 +31,7 @@ from esl_guard.policy import (
     restored_windows,
     stale_hash_keys,
 )
-from esl_guard.resync import ResyncError, not_too_new
+from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import Tracker
@@ -54,6 +54,7 @@ class NodeSync:
     next_resync: float = 0.0
     ok: bool = False
     failures: int = 0               # reconciliations failed in a row (retried within seconds)
+    asked: float = 0.0              # wall time the latest channel list was asked for
 
 
 class Guard:
@@ -211,6 +212,7 @@ class Guard:
         """The node's channel list, over a connection of its own (hangups never wait for it),
         or why not; after a failure the next try is within seconds (backing off up to
         resync_interval)."""
+        st.asked = self.wall()
         try:
             return link.fetch_channels(self.config.account_variable, self.wall)
         except (ESLError, ResyncError) as exc:
@@ -276,7 +278,10 @@ class Guard:
         rows = [r for r in rows if r.uuid not in st.ended]
         listed = {r.uuid for r in rows}
         calls = self.tracker.nodes.get(link.name, {})
-        rows = not_too_new(rows, calls)  # a brand-new call is left to its events
+        # A brand-new call is left to its events; one older than this connection has none
+        # coming (its CHANNEL_CREATE came before we subscribed) and is adopted at once.
+        since = st.asked - (link.connected_since or 0.0)  # rows' ages are from after `asked`
+        rows = not_too_new(rows, calls, min(ADOPT_AFTER, max(0.0, since)))
         rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
                  if u not in listed and u in calls]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
