@@ -262,10 +262,13 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     account = _account(args.account)
     store = _store(_load(args.config))
     lock = store.manual_unlock(account, now=time.time())
-    if lock is None:
-        raise CLIError(f"{account} is not locked")
-    print(f"unlocked {account}")
-    return 0
+    if lock is not None:
+        print(f"unlocked {account}")
+        return 0
+    # The daemon may hold a lock it has not written yet (its database link down, a busy
+    # writer): the request is recorded and ends that lock too, in the daemon and when written.
+    raise CLIError(f"{account} is not locked (no lock in the database); the unlock is "
+                   "recorded, so a lock the daemon decided and has not written yet ends too")
 
 
 def cmd_locks(args: argparse.Namespace) -> int:

@@ -94,17 +94,22 @@ class Daemon:
                              f"run `esl-guard db upgrade -c {self.config_path}`")
 
     def load_state(self) -> None:
-        """Active locks, escalation history and recent violations, so enforcement continues."""
-        wall = time.time()
+        """Active locks, escalation history (the real times of earlier runs' locks) and the
+        lock_after windows as earlier runs left them, so enforcement continues.  Only what
+        earlier runs stored counts: this run's own locks and violations (when the database
+        answers late) are already in memory."""
+        wall, started = time.time(), self.guard.started
         locks = self._db_call(self.store.active_locks, wall)
-        counts = self._db_call(self.store.lock_counts_since, wall - ESCALATION_WINDOW)
+        history = self._db_call(self.store.lock_times_since, wall - ESCALATION_WINDOW, started)
         horizon = max((r.window for r in self._lock_windows()), default=0.0)
-        violations = self._db_call(self.store.violations_since, wall - horizon) if horizon else []
-        self.guard.restore_state(locks, {account: [wall] * n for account, n in counts.items()},
-                                 violations)
+        events = (self._db_call(self.store.lock_window_events, wall - horizon, started)
+                  if horizon else [])
+        self.guard.restore_state(locks, history, events)
         self.locks_loaded = True
         self.guard.set_fail_closed(False)
-        log.info("state loaded: %d active locks, %d recent violations", len(locks), len(violations))
+        self.guard.lock_state_known()
+        log.info("state loaded: %d active locks, %d recent violations", len(locks),
+                 sum(1 for e in events if e[2] == "violation"))
 
     def _lock_windows(self) -> list[Any]:
         cfg = self.config
@@ -129,19 +134,28 @@ class Daemon:
         failing = False
         while True:
             try:
-                if not self.locks_loaded:
+                if not self.locks_loaded:  # unreachable at the start: schema first, then state
+                    self.prepare_database()
                     self.load_state()
                 else:
                     self._db_call(self.store.wait_for_change, interval, timeout=interval + 30)
-                    self.guard.sync_locks(self._db_call(self.store.active_locks, time.time()))
+                    self.sync_locks()
                 if failing:
                     log.info("database reachable again: lock state is in sync")
                 failing = False
-            except (StoreError, gevent.Timeout) as exc:
+            except (StoreError, gevent.Timeout, OSError) as exc:
                 if not failing:
                     log.error("database unavailable: %s; enforcing from memory", exc)
                 failing = True
                 gevent.sleep(interval)
+
+    def sync_locks(self) -> None:
+        """The database's active locks, and the unlock requests that may end a lock decided
+        here and not yet written, into the daemon."""
+        locks = self._db_call(self.store.active_locks, time.time())
+        since = self.guard.pending_since()
+        unlocked = self._db_call(self.store.unlocks_since, since) if since is not None else []
+        self.guard.sync_locks(locks, unlocked)
 
     def _status_loop(self) -> None:
         while True:

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,13 @@ from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, h
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
 from esl_guard.node import NodeLink
+from esl_guard.policy import (
+    hash_value,
+    parse_hash_dump,
+    reconcile_locks,
+    restored_windows,
+    stale_hash_keys,
+)
 from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
@@ -71,6 +78,8 @@ class Guard:
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)
         self.started = wall()
         self.fail_closed = False
+        #: The lock state was loaded from the database (see :meth:`lock_state_known`).
+        self.locks_known = False
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._warned: set[str] = set()
@@ -172,6 +181,7 @@ class Guard:
         if link.reconnects:
             self.metrics.reconnects.labels(link.name).inc()
         self._push_all_locks(link)
+        self._spawn(self._delete_stale_hash, link)
         st = self.sync[link.name]
         st.ok = False
         st.syncing = True
@@ -364,7 +374,8 @@ class Guard:
                                 "since": now, "until": a.until, "reason": a.detail,
                                 "origin": origin})
         elif a.kind is ActionKind.UNLOCK:
-            self.writer.submit({"op": "unlock", "account": a.account, "at": now, "by": origin})
+            self.writer.submit({"op": "unlock", "account": a.account, "at": now, "by": origin,
+                                "lock_id": a.extra.get("lock_id")})
 
     def _kill(self, a: Action) -> None:
         link = self.links.get(a.node or "")
@@ -409,8 +420,30 @@ class Guard:
         gevent.spawn_later(timeout, expire)
 
     # ------------------------------------------------------------------ locks in FreeSWITCH
-    def _hash_value(self, until: float | None) -> str:
-        return "forever" if until is None else f"until_{int(until)}"
+    def lock_state_known(self) -> None:
+        """The lock state was loaded from the database (maybe late, after an outage at the
+        start): from now on every entry of the lock realm that is not an active lock goes."""
+        self.locks_known = True
+        for link in self.links.values():
+            if link.connected:
+                self._spawn(self._delete_stale_hash, link)
+
+    def _delete_stale_hash(self, link: NodeLink) -> None:
+        """After a connect (the active locks were just pushed): delete every entry of the lock
+        realm that is not an active lock, e.g. of a lock that expired or was unlocked while
+        esl-guard or its link was down (:func:`esl_guard.policy.stale_hash_keys`)."""
+        realm = self.config.lock_realm
+        try:
+            reply = link.api(f"hash_dump db {realm}")
+        except ESLError as exc:
+            syslog.warning("node %s: cannot list the lock realm %s (hash_dump): %s; entries of "
+                           "ended locks stay until their expiry", link.name, realm, exc)
+            return
+        entries = parse_hash_dump(reply.body, realm)
+        for key in stale_hash_keys(entries, self.tracker.locks, self.wall(), self.locks_known):
+            syslog.info("node %s: deleting the stale lock entry %s/%s (%s)", link.name, realm,
+                        describe_account(key), entries[key])
+            self._hash_delete(link, key)
 
     def _push_lock(self, link: NodeLink, account: str, until: float | None) -> None:
         if not link.connected:
@@ -421,7 +454,7 @@ class Guard:
                            "characters that are unsafe in an ESL command; its calls are still "
                            "hung up by esl-guard", describe_account(account))
             return
-        cmd = f"hash insert/{self.config.lock_realm}/{account}/{self._hash_value(until)}"
+        cmd = f"hash insert/{self.config.lock_realm}/{account}/{hash_value(until)}"
         self._send_watched(link, cmd, "hash insert", account)
 
     def _hash_delete(self, link: NodeLink, account: str) -> None:
@@ -445,46 +478,51 @@ class Guard:
                 self._push_lock(link, lock.account, lock.until_wall)
 
     # ------------------------------------------------------------------ locks from the DB
-    def sync_locks(self, active: list[Any]) -> None:
-        """Make the in-memory locks equal the database's active locks (manual changes)."""
+    def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = ()) -> None:
+        """Make the in-memory locks equal the database's active locks (manual changes), and end
+        the locks decided here that an `esl-guard unlock` (``unlocked``: account, time) ended
+        before they reached the database (:func:`esl_guard.policy.reconcile_locks`)."""
         tr = self.tracker
-        db = {lk.account: lk for lk in active}
+        stored = {info.account: Lock(info.account, info.lock_id, info.until, info.reason,
+                                     info.origin, since=info.since)
+                  for info in sorted(active, key=lambda lk: lk.since)}  # the newest wins
+        latest: dict[str, float] = {}
+        for account, at in unlocked:
+            latest[account] = max(at, latest.get(account, at))
         actions: list[Action] = []
-        for account, info in db.items():
-            current = tr.locks.get(account)
-            if current is not None and current.lock_id == info.lock_id:
-                current.pending = False
+        for change in reconcile_locks(tr.locks, stored, latest, self.wall()):
+            lock = change.lock
+            if change.kind == "confirm":
+                tr.confirm_lock(lock.account, lock.lock_id)
                 continue
-            if current is not None and current.pending:
-                continue  # ours is newer and not written yet
-            new = tr.apply_lock(Lock(account, info.lock_id, info.until, info.reason, info.origin,
-                                     since=info.since))
-            for a in new:
-                if a.kind is ActionKind.LOCK:
-                    a.extra["recorded"] = True
+            if change.kind == "apply":
+                new = tr.apply_lock(lock)
+            else:
+                new = tr.release_lock(lock.account, change.origin, lock.lock_id)
+            if change.recorded:  # `esl-guard lock/unlock` wrote its own audit row
+                for a in new:
+                    if a.kind in (ActionKind.LOCK, ActionKind.UNLOCK):
+                        a.extra["recorded"] = True
             actions += new
-        for account, lock in list(tr.locks.items()):
-            if account in db or lock.pending:
-                continue
-            if tr.lock_expired(account, slack=1.0):
-                actions += tr.release_lock(account, "expiry")  # expired, not unlocked: record it
-                continue
-            for a in tr.release_lock(account, "manual"):
-                a.extra["recorded"] = True  # `esl-guard unlock` wrote its own audit row
-                actions.append(a)
         if actions:
             self.dispatch(actions)
 
+    def pending_since(self) -> float | None:
+        """When the oldest lock decided here and not yet in the database began (None: none):
+        unlock requests since then may end it."""
+        return self.tracker.pending_since()
+
     # ------------------------------------------------------------------ state from storage
     def restore_state(self, locks: list[Any], lock_history: dict[str, list[float]],
-                      violations: list[tuple[str, float]]) -> None:
+                      window_events: list[tuple[str, float, str]]) -> None:
         """State saved by earlier runs: the database's active locks, the wall times of earlier
-        locks per account (escalation) and recent violations (wall times), so enforcement
-        continues where it was."""
+        locks per account (escalation) and the violations and lock decisions that make the
+        lock_after windows (wall times), so enforcement continues where it was."""
         tr = self.tracker
         tr.restore_lock_history(lock_history)
         wall, mono = self.wall(), self.clock()
-        tr.restore_violations((a, mono - (wall - t)) for a, t in violations)
+        tr.restore_violations({account: [mono - (wall - t) for t in times] for account, times
+                               in restored_windows(window_events).items()})
         self.sync_locks(locks)
 
     def restore_journal(self, ops: list[dict[str, Any]]) -> None:
@@ -496,7 +534,7 @@ class Guard:
                                              op.get("reason", ""), op.get("origin", "auto"),
                                              since=op.get("since")))
             elif op.get("op") == "unlock":
-                tr.forget_lock(op["account"])
+                tr.forget_lock(op["account"], op.get("lock_id"))
 
     def set_fail_closed(self, closed: bool) -> None:
         """``fail_mode = closed`` and the lock state unknown: refuse every new call."""

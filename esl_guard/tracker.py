@@ -171,6 +171,9 @@ class Tracker:
         self.fail_closed = False
         #: A-legs that ended without ever carrying an account (not tracked, only counted).
         self.untracked_ended = 0
+        #: Accounts whose lock_after window a lock decision emptied, until the stored state is
+        #: restored (:meth:`restore_violations`): their earlier violations must not come back.
+        self._windows_reset: set[str] | None = set()
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -453,6 +456,8 @@ class Tracker:
             return []
         if st.violations is not None:
             st.violations.clear()
+        if self._windows_reset is not None:
+            self._windows_reset.add(account)
         if limits.dry_run:
             return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=verdict.limit,
                            observed=verdict.observed, dry_run=True, until=verdict.until,
@@ -496,13 +501,27 @@ class Tracker:
             return []
         return self._lock(lock)
 
-    def release_lock(self, account: str, origin: str) -> list[Action]:
-        lock = self.locks.pop(account, None)
-        if lock is None:
+    def release_lock(self, account: str, origin: str, lock_id: str | None = None) -> list[Action]:
+        """End the account's lock; with ``lock_id``, only if it is that lock (a lock's expiry
+        or unlock never ends a newer one)."""
+        lock = self.locks.get(account)
+        if lock is None or (lock_id is not None and lock.lock_id != lock_id):
             return []
+        del self.locks[account]
         return [Action(ActionKind.UNLOCK, account, Rule.MANUAL if origin == "manual" else None,
                        detail=f"unlocked ({origin})", clause=clause_of(Rule.LOCKED),
                        extra={"lock_id": lock.lock_id, "origin": origin})]
+
+    def confirm_lock(self, account: str, lock_id: str) -> None:
+        """The database holds the lock decided here: no longer pending."""
+        lock = self.locks.get(account)
+        if lock is not None and lock.lock_id == lock_id:
+            lock.pending = False
+
+    def pending_since(self) -> float | None:
+        """When the oldest lock decided here and not yet in the database began (None: none)."""
+        times = [lk.since for lk in self.locks.values() if lk.pending and lk.since is not None]
+        return min(times) if times else None
 
     def lock_expired(self, account: str, slack: float = 0.0) -> bool:
         """Whether the account's lock has reached its expiry (``slack`` seconds early)."""
@@ -520,14 +539,18 @@ class Tracker:
         if lock.until_wall is not None:
             heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
 
-    def forget_lock(self, account: str) -> None:
-        """An unlock of an earlier run that only the journal holds: no action, no audit."""
-        self.locks.pop(account, None)
+    def forget_lock(self, account: str, lock_id: str | None = None) -> None:
+        """An unlock of an earlier run that only the journal holds: no action, no audit.
+        With ``lock_id``, only that lock ends."""
+        lock = self.locks.get(account)
+        if lock is not None and (lock_id is None or lock.lock_id == lock_id):
+            del self.locks[account]
 
     def restore_lock_history(self, history: Mapping[str, Iterable[float]]) -> None:
-        """Wall times of earlier locks per account (escalation), from the database."""
+        """Wall times of earlier runs' locks per account (escalation), from the database; the
+        locks of this run (if the database answered late) are kept."""
         for account, times in history.items():
-            self.lock_history[account] = deque(sorted(times))
+            self.lock_history[account] = deque(sorted([*times, *self.lock_history.get(account, ())]))
 
     def set_fail_closed(self, closed: bool) -> None:
         """``fail_mode = closed`` while the lock state is unknown: refuse every new call."""
@@ -560,7 +583,7 @@ class Tracker:
                 continue  # that lock already ended; a newer one has its own timer
             if check_lock_expiry(AccountView(account, lock=lock), self.limits_for(account),
                                  now, wall) is not None:
-                actions.extend(self.release_lock(account, "expiry"))
+                actions.extend(self.release_lock(account, "expiry", lock_id))
         return actions
 
     def _expire(self, call: Call, now: float) -> list[Action]:
@@ -629,13 +652,17 @@ class Tracker:
             dropped += 1
         return added, dropped, actions
 
-    def restore_violations(self, items: Iterable[tuple[str, float]]) -> None:
-        """Violations from the database (monotonic times), so lock_after windows continue."""
-        for account, when in items:
+    def restore_violations(self, windows: Mapping[str, Iterable[float]]) -> None:
+        """The lock_after windows of earlier runs (monotonic times, see
+        :func:`esl_guard.policy.restored_windows`), so they continue where they were: merged
+        with this run's violations, unless a lock decided in this run emptied the window."""
+        reset = self._windows_reset or set()
+        self._windows_reset = None
+        for account, times in windows.items():
+            if account in reset:
+                continue
             st = self._account_state(account)
-            if st.violations is None:
-                st.violations = []
-            st.violations.append(when)
+            st.violations = sorted([*times, *(st.violations or ())])
 
     def timers_armed(self) -> int:
         """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""

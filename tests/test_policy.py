@@ -27,9 +27,14 @@ from esl_guard.policy import (
     counts_as_attempt,
     duration_deadline,
     escalation_count,
+    hash_value,
     in_window,
     lock_active,
     lock_duration,
+    parse_hash_dump,
+    reconcile_locks,
+    restored_windows,
+    stale_hash_keys,
 )
 
 NOW = 1000.0         # monotonic
@@ -260,3 +265,102 @@ def test_check_lock_expiry(the_lock: Lock | None, expired: bool) -> None:
         assert (v.rule, v.clause, v.violation) == (Rule.LOCKED, "locked", False)
     # the two lock tests never disagree
     assert expired is (the_lock is not None and not lock_active(the_lock, WALL))
+
+
+# --------------------------------------------------------------------------- locks: held vs stored
+
+def held(lock_id: str, since: float, *, pending: bool = False, until: float | None = None,
+         origin: str = "auto") -> Lock:
+    return Lock("acme", lock_id, until, "abuse", origin, pending=pending, since=since)
+
+
+@pytest.mark.parametrize("h, s, unlocked, expected", [
+    # nothing on either side
+    (None, None, None, []),
+    # the database confirms the lock decided here
+    (held("L1", WALL, pending=True), held("L1", WALL), None, [("confirm", "L1", "", False)]),
+    (held("L1", WALL), held("L1", WALL), None, []),
+    # a stored lock the daemon does not hold (manual lock): applied, audit row exists
+    (None, held("M1", WALL, origin="manual"), None, [("apply", "M1", "", True)]),
+    # a newer manual lock supersedes a pending one (item 5)...
+    (held("L1", WALL, pending=True), held("M1", WALL + 5, origin="manual"), None,
+     [("apply", "M1", "", True)]),
+    # ...an older stored lock gives way to the pending one (it supersedes it when written)
+    (held("L1", WALL, pending=True), held("M0", WALL - 5, origin="manual"), None, []),
+    # a confirmed lock the database replaced
+    (held("L1", WALL), held("M1", WALL + 5, origin="manual"), None, [("apply", "M1", "", True)]),
+    # a confirmed lock gone from the database: unlocked by the operator...
+    (held("L1", WALL, until=WALL + 600), None, None, [("release", "L1", "manual", True)]),
+    (held("L1", WALL), None, None, [("release", "L1", "manual", True)]),
+    # ...or expired (1 s slack: the database drops it at its expiry)
+    (held("L1", WALL - 600, until=WALL + 0.5), None, None, [("release", "L1", "expiry", False)]),
+    # a pending lock is kept until written (database outage)...
+    (held("L1", WALL, pending=True), None, None, []),
+    # ...unless an unlock came at or after its start (item 18), even at the same second
+    (held("L1", WALL, pending=True), None, WALL + 1, [("release", "L1", "manual", False)]),
+    (held("L1", WALL, pending=True), None, WALL, [("release", "L1", "manual", False)]),
+    # an unlock before it does not end it
+    (held("L1", WALL, pending=True), None, WALL - 1, []),
+    (held("L1", WALL, pending=True), held("M0", WALL - 5), WALL - 1, []),
+])
+def test_reconcile_locks(h: Lock | None, s: Lock | None, unlocked: float | None,
+                         expected: list[tuple[str, str, str, bool]]) -> None:
+    changes = reconcile_locks({"acme": h} if h else {}, {"acme": s} if s else {},
+                              {"acme": unlocked} if unlocked is not None else {}, WALL)
+    assert [(c.kind, c.lock.lock_id, c.origin, c.recorded) for c in changes] == expected
+
+
+def test_reconcile_locks_of_several_accounts_is_per_account() -> None:
+    a = Lock("a", "La", None, "", "auto", pending=True, since=WALL)
+    b = Lock("b", "Lb", None, "", "auto", since=WALL)
+    changes = reconcile_locks({"a": a, "b": b}, {"a": a}, {"b": WALL + 1}, WALL)
+    assert [(c.kind, c.lock.account) for c in changes] == [("confirm", "a"), ("release", "b")]
+
+
+# --------------------------------------------------------------------------- after a restart
+
+@pytest.mark.parametrize("events, expected", [
+    ([], {}),
+    ([("a", 1.0, "violation"), ("a", 2.0, "violation")], {"a": [1.0, 2.0]}),
+    # the violations that led to a lock never count again (item 6)
+    ([("a", 1.0, "violation"), ("a", 2.0, "violation"), ("a", 2.0, "lock")], {}),
+    ([("a", 1.0, "violation"), ("a", 2.0, "lock"), ("a", 3.0, "violation")], {"a": [3.0]}),
+    # per account
+    ([("a", 1.0, "violation"), ("b", 1.5, "violation"), ("a", 2.0, "lock")], {"b": [1.5]}),
+])
+def test_restored_windows(events: list[tuple[str, float, str]],
+                          expected: dict[str, list[float]]) -> None:
+    assert restored_windows(events) == expected
+
+
+# --------------------------------------------------------------------------- mod_hash
+
+@pytest.mark.parametrize("until, expected", [
+    (None, "forever"), (WALL + 0.9, str(int(WALL))), (WALL + 3600.0, str(int(WALL) + 3600)),
+])
+def test_hash_value_rounds_the_expiry_down(until: float | None, expected: str) -> None:
+    assert hash_value(until) == expected
+
+
+def test_parse_hash_dump_takes_the_realm_entries_of_the_real_answer() -> None:
+    body = ("D/esl_guard_bob/1764400000\nD/esl_guard_acme/forever\n"
+            "D/esl_guard_carol.x@y/until_1764400000\nD/other_dave/1\nD/my_esl_guard_x/1\n")
+    assert parse_hash_dump(body, "esl_guard") == {
+        "bob": "1764400000", "acme": "forever", "carol.x@y": "until_1764400000"}
+    assert parse_hash_dump("-ERR no reply\n", "esl_guard") == {}
+
+
+@pytest.mark.parametrize("entries, locks, known, expected", [
+    ({}, {}, True, []),
+    # an active lock stays; an entry with no lock goes, whatever its value
+    ({"acme": str(int(WALL) + 60), "bob": "forever"}, {"acme": WALL + 60}, True, ["bob"]),
+    # the entry of an expired lock goes
+    ({"acme": str(int(WALL) - 1)}, {"acme": WALL - 1}, True, ["acme"]),
+    # lock state unknown: only entries that expired (either format) go
+    ({"a": "forever", "b": str(int(WALL) + 60), "c": str(int(WALL) - 1),
+      "d": f"until_{int(WALL) - 1}", "e": "junk"}, {}, False, ["c", "d"]),
+])
+def test_stale_hash_keys(entries: dict[str, str], locks: dict[str, float], known: bool,
+                         expected: list[str]) -> None:
+    held_locks = {a: Lock(a, f"L-{a}", until, "", "auto") for a, until in locks.items()}
+    assert stale_hash_keys(entries, held_locks, WALL, known) == expected

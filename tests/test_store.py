@@ -46,9 +46,9 @@ def test_upgrade_is_idempotent_and_sets_revision(db_url: str) -> None:
     try:
         assert s.revision() is None
         s.upgrade()
-        assert s.revision() == head_revision() == "0002"
+        assert s.revision() == head_revision() == "0003"
         s.upgrade()
-        assert s.revision() == "0002"
+        assert s.revision() == "0003"
         s.ping()
     finally:
         s.close()
@@ -264,3 +264,76 @@ def test_audit_filters_by_clause(store: Store) -> None:
     assert [r["clause"] for r in store.audit(clauses=["impersonation", "denial_of_service"])] == [
         "denial_of_service", "impersonation"]
     assert store.audit(clauses=["hosting"]) == []
+
+
+# ---- issue 11: locks end by id, late locks, unlock requests, restart state ----------------
+
+def test_an_unlock_op_with_a_lock_id_ends_that_lock_only(store: Store) -> None:
+    auto = lock_op(since=T0, until=T0 + 60)
+    store.apply([auto])
+    manual = store.manual_lock("acc1", until=T0 + 3600, reason="operator", now=T0 + 10)
+    store.apply([{"op": "unlock", "account": "acc1", "at": T0 + 60, "by": "expiry",
+                  "lock_id": auto["lock_id"]}])
+    assert store.active_locks(T0 + 61) == [manual]
+
+
+def test_a_lock_written_late_that_a_newer_lock_replaced_is_stored_ended(store: Store) -> None:
+    manual = store.manual_lock("acc1", until=None, reason="operator", now=T0 + 10)
+    late = lock_op(since=T0, until=T0 + 3600)  # decided before the manual lock, written after
+    store.apply([late])
+    assert store.active_locks(T0 + 20) == [manual]  # one active lock per account
+
+
+def test_an_unlock_request_ends_a_lock_written_after_it(store: Store) -> None:
+    assert store.manual_unlock("acc1", now=T0 + 5) is None  # nothing stored yet
+    assert store.unlocks_since(T0) == [("acc1", T0 + 5)]
+    assert store.unlocks_since(T0 + 6) == []
+    store.apply([lock_op(since=T0, until=None)])  # the daemon's lock, decided at T0
+    assert store.active_locks(T0 + 10) == []
+    later = lock_op(since=T0 + 6, until=None)  # a lock decided after the unlock stays
+    store.apply([later])
+    assert [lk.lock_id for lk in store.active_locks(T0 + 10)] == [later["lock_id"]]
+    assert [r["kind"] for r in store.audit(account="acc1")] == []  # nothing was released
+
+
+def test_lock_times_since_lists_the_auto_locks_before_a_time(store: Store) -> None:
+    store.apply([lock_op("a", since=T0 - 40 * 86400), lock_op("a", since=T0 - 100),
+                 lock_op("a", since=T0 + 5), lock_op("b", since=T0 - 50),
+                 lock_op("c", since=T0 - 20, origin="manual")])
+    assert store.lock_times_since(T0 - 30 * 86400) == {"a": [T0 - 100, T0 + 5], "b": [T0 - 50]}
+    assert store.lock_times_since(T0 - 30 * 86400, before=T0) == {"a": [T0 - 100],
+                                                                  "b": [T0 - 50]}
+
+
+def test_lock_window_events_in_the_order_they_happened(store: Store) -> None:
+    store.apply([
+        audit_op("a", time=T0 + 1), audit_op("a", time=T0 + 2),
+        audit_op("a", time=T0 + 2, kind="lock", rule="lock_after"),
+        audit_op("a", time=T0 + 3, kind="lock", rule="manual"),  # not a lock_after decision
+        audit_op("b", time=T0 + 4, dry_run=True),                 # dry run: never counted
+        audit_op("a", time=T0 + 5, kind="hangup"),
+        audit_op("a", time=T0 + 6), audit_op("a", time=T0 - 10),
+    ])
+    assert store.lock_window_events(T0) == [
+        ("a", T0 + 1, "violation"), ("a", T0 + 2, "violation"), ("a", T0 + 2, "lock"),
+        ("a", T0 + 6, "violation")]
+    assert store.lock_window_events(T0, before=T0 + 2) == [("a", T0 + 1, "violation")]
+
+
+def test_the_unlocks_migration_downgrades_and_upgrades(db_url: str) -> None:
+    from alembic import command
+
+    from esl_guard.store.migrate import alembic_config
+
+    s = Store(db_url)
+    engine = create_engine(db_url)
+    try:
+        s.upgrade()
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        assert s.revision() == "0002"
+        s.upgrade()
+        assert s.revision() == "0003" and s.unlocks_since(0) == []
+    finally:
+        engine.dispose()
+        s.close()

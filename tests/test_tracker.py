@@ -396,3 +396,52 @@ def test_a_lock_restored_from_the_journal_is_in_force_and_expires() -> None:
     tr.restore_pending_lock(Lock("b", "j2", None, "forever", "manual"))
     tr.forget_lock("b")
     assert not tr.is_locked("b") and tr.tick(2) == []
+
+
+def test_a_lock_ends_by_its_own_id_only() -> None:
+    tr, clock = make(Limits())
+    tr.apply_lock(Lock("a", "manual-1", clock.wall + 3600, "operator", "manual"))
+    assert tr.release_lock("a", "expiry", "auto-0") == []  # an older lock's expiry
+    tr.forget_lock("a", "auto-0")
+    assert tr.is_locked("a")
+    assert [a.extra["lock_id"] for a in tr.release_lock("a", "manual", "manual-1")] == ["manual-1"]
+    assert not tr.is_locked("a")
+
+
+def test_pending_locks_are_confirmed_by_id() -> None:
+    tr, clock = make(Limits())
+    assert tr.pending_since() is None
+    tr.restore_pending_lock(Lock("a", "j1", None, "", "auto", since=clock.wall - 5))
+    tr.restore_pending_lock(Lock("b", "j2", None, "", "auto", since=clock.wall - 9))
+    assert tr.pending_since() == clock.wall - 9
+    tr.confirm_lock("b", "other")
+    assert tr.pending_since() == clock.wall - 9
+    tr.confirm_lock("b", "j2")
+    assert tr.pending_since() == clock.wall - 5
+
+
+def test_restored_windows_merge_with_this_runs_violations_unless_a_lock_emptied_them() -> None:
+    limits = Limits(max_concurrent_calls=0, lock_after=Rate(3, 600), lock_duration=60.0)
+    tr, clock = make(limits)
+    tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 10.0)  # this run: one violation of a
+    # b reaches lock_after in this run: its window is emptied by the lock
+    for i in range(1, 4):
+        tr.on_event(ev("CHANNEL_CREATE", i, "b"), 10.0 + i)
+    assert tr.is_locked("b")
+    tr.release_lock("b", "manual")
+    tr.restore_violations({"a": [1.0], "b": [1.0, 2.0]})  # the database answered late
+    assert list(tr.view("a").violations) == [1.0, 10.0]
+    assert list(tr.view("b").violations) == []
+    # a: earlier run's violation + this run's + this one = 3 -> locked
+    assert any(x.kind is ActionKind.LOCK for x in tr.on_event(ev("CHANNEL_CREATE", 9, "a"), 20))
+
+
+def test_restored_lock_history_keeps_this_runs_locks() -> None:
+    limits = Limits(max_concurrent_calls=0, lock_after=Rate(1, 60), lock_duration=100.0,
+                    lock_escalation=2.0)
+    tr, clock = make(limits)
+    tr.on_event(ev("CHANNEL_CREATE", 0, "a"), 0)  # locked in this run
+    tr.release_lock("a", "manual")
+    tr.restore_lock_history({"a": [clock.wall - 3600]})
+    lock = [x for x in tr.on_event(ev("CHANNEL_CREATE", 1, "a"), 1) if x.kind is ActionKind.LOCK]
+    assert lock[0].until == clock.wall + 400.0  # two earlier locks: x4

@@ -23,6 +23,9 @@ Rule -> function:
   :func:`check_distinct_destinations`, ``max_sequential_destinations`` ->
   :func:`check_sequential_destinations`
 - ``warn_only``                                -> :func:`is_warning` (used by :func:`admit`)
+- the daemon's locks vs the database's         -> :func:`reconcile_locks`
+- lock_after windows after a restart           -> :func:`restored_windows`
+- what mod_hash holds (value, stale entries)   -> :func:`hash_value`, :func:`stale_hash_keys`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -67,18 +70,24 @@ from esl_guard.policy.detectors import (
 from esl_guard.policy.duration import check_duration, duration_deadline
 from esl_guard.policy.locks import (
     ESCALATION_WINDOW,
+    LockChange,
     check_lock_after,
     check_lock_expiry,
     escalation_count,
+    hash_value,
     lock_active,
     lock_duration,
+    parse_hash_dump,
+    reconcile_locks,
+    restored_windows,
+    stale_hash_keys,
 )
 from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
-    "AccountView", "CallFacts", "CallInfo", "Check", "RecentCalls", "Verdict",
+    "AccountView", "CallFacts", "CallInfo", "Check", "LockChange", "RecentCalls", "Verdict",
     "check_caller_id", "check_distinct_destinations", "check_inbound_concurrency",
     "check_sequential_destinations", "check_short_call_end", "check_short_calls",
     "check_source_ips", "is_inbound", "is_short", "is_warning", "next_number",
@@ -86,5 +95,6 @@ __all__ = [
     "admit", "adopt", "check_concurrency", "check_duration", "check_lock_after",
     "check_lock_expiry", "check_lock_state", "check_locked", "check_rate", "count_from",
     "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
-    "lock_active", "lock_duration",
+    "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
+    "restored_windows", "stale_hash_keys",
 ]

@@ -1,4 +1,5 @@
-"""The ``api``/``bgapi`` commands of the simulated switch (mod_commands, mod_hash subset).
+"""The ``api``/``bgapi`` commands of the simulated switch (mod_commands, mod_hash subset:
+``hash``, ``hash_dump``).
 
 Answers are byte-for-byte the shapes seen in ``api_replies.bin``: ``+OK\\n``,
 ``-ERR No such channel!\\n``, ``-USAGE: <uuid> [cause]\\n``, ``-ERR <cmd> Command not found!\\n``,
@@ -167,6 +168,24 @@ def _hash(fs: FakeFreeSWITCH, args: str) -> Result:
     return HASH_USAGE, []
 
 
+HASH_DUMP_USAGE = b"Usage: all|limit|db [<realm>]\n"
+
+
+def _hash_dump(fs: FakeFreeSWITCH, args: str) -> Result:
+    """``hash_dump all|limit|db [<realm>]`` as mod_hash prints it (``hash_dump.bin``): one
+    ``D/<realm>_<key>/<value>`` line per entry whose stored name ``<realm>_<key>`` CONTAINS
+    ``<realm>_``; nothing (so ``-ERR no reply``) when empty.  There are no limit entries here."""
+    words = args.split(" ")
+    if not args or words[0] not in ("all", "limit", "db"):
+        return HASH_DUMP_USAGE, []
+    if words[0] == "limit":
+        return b"", []
+    realm = f"{words[1]}_" if len(words) == 2 else ""
+    lines = [f"D/{name}_{key}/{value}\n" for name, table in fs.hash.items()
+             for key, value in table.items() if realm in f"{name}_{key}"]
+    return "".join(lines).encode("utf-8", "surrogateescape"), []
+
+
 def _version(fs: FakeFreeSWITCH, args: str) -> Result:
     return VERSION, []
 
@@ -177,6 +196,7 @@ def _shutdown(fs: FakeFreeSWITCH, args: str) -> Result:
 
 _APIS: dict[str, Callable[[FakeFreeSWITCH, str], Result]] = {
     "status": _status, "show": _show, "uuid_kill": _uuid_kill, "uuid_exists": _uuid_exists,
-    "uuid_getvar": _uuid_getvar, "hupall": _hupall, "hash": _hash, "version": _version,
+    "uuid_getvar": _uuid_getvar, "hupall": _hupall, "hash": _hash, "hash_dump": _hash_dump,
+    "version": _version,
     "shutdown": _shutdown,
 }

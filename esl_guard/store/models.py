@@ -77,6 +77,24 @@ class Lock(Base):
     )
 
 
+class Unlock(Base):
+    """An operator's `esl-guard unlock`: it ends every lock of the account that began at or
+    before ``at``, also one the daemon decided and had not written yet (it is written later
+    already released, and the daemon ends it in memory when it reads this row)."""
+
+    __tablename__ = "unlocks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LEN))
+    at: Mapped[float] = mapped_column(Double())
+    by: Mapped[str] = mapped_column(String(SHORT_LEN))
+
+    __table_args__ = (
+        Index(None, "account", "at"),
+        Index(None, "at"),
+    )
+
+
 class DaemonStatus(Base):
     """A single row (id=1): the daemon's last JSON status snapshot."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -41,6 +41,7 @@ from esl_guard.store.models import (
     AuditEvent,
     DaemonStatus,
     Lock,
+    Unlock,
 )
 
 log = logging.getLogger(__name__)
@@ -130,14 +131,19 @@ class Store:
         return info
 
     def manual_unlock(self, account: str, *, now: float) -> LockInfo | None:
-        """Release the active lock of an account (operator command); None if it had none."""
+        """Release the active lock of an account (operator command); None if it had none.
+
+        The request itself is recorded too (table ``unlocks``): it also ends a lock the daemon
+        decided at or before ``now`` and has not written yet, both here (that lock is written
+        already released) and in the daemon (which reads it with :meth:`unlocks_since`)."""
         with self._guard("unlocking the account"), self._write_tx() as conn:
             released = self._release(conn, account, now, "manual")
             for info in released:
                 detail = f"unlocked (lock {info.lock_id} since {_iso(info.since)})"
                 self._apply_audit(conn, _manual_audit("unlock", account, now, detail))
-            if released:
-                self._notify(conn)
+            conn.execute(self._insert(Unlock).values(
+                account=_clip(account, ACCOUNT_LEN), at=now, by="manual"))
+            self._notify(conn)
         return released[0] if released else None
 
     def notify(self) -> None:
@@ -166,6 +172,42 @@ class Store:
         )
         with self._guard("counting locks"), self._engine.connect() as conn:
             return {account: int(count) for account, count in conn.execute(stmt)}
+
+    def lock_times_since(self, since: float, before: float | None = None) -> dict[str, list[float]]:
+        """When each account's automatic locks began (epoch seconds, oldest first), for those
+        that began at or after ``since`` and, with ``before``, earlier than it: the escalation
+        history (``lock_escalation`` counts the daemon's own locks)."""
+        stmt = select(Lock.account, Lock.since).where(Lock.origin == "auto", Lock.since >= since)
+        if before is not None:
+            stmt = stmt.where(Lock.since < before)
+        stmt = stmt.order_by(Lock.since, Lock.id)
+        out: dict[str, list[float]] = {}
+        with self._guard("reading the lock history"), self._engine.connect() as conn:
+            for account, t in conn.execute(stmt):
+                out.setdefault(account, []).append(float(t))
+        return out
+
+    def lock_window_events(self, since: float,
+                           before: float | None = None) -> list[tuple[str, float, str]]:
+        """What the ``lock_after`` windows are made of, in the order it happened: violations
+        (not dry run) and ``lock_after`` decisions (which empty the window), as
+        (account, time, kind), from ``since`` and, with ``before``, earlier than it."""
+        stmt = select(AuditEvent.account, AuditEvent.time, AuditEvent.kind).where(
+            AuditEvent.time >= since,
+            or_(and_(AuditEvent.kind == "violation", AuditEvent.dry_run.is_(False)),
+                and_(AuditEvent.kind == "lock", AuditEvent.rule == "lock_after")))
+        if before is not None:
+            stmt = stmt.where(AuditEvent.time < before)
+        stmt = stmt.order_by(AuditEvent.time, AuditEvent.id)
+        with self._guard("reading violations"), self._engine.connect() as conn:
+            return [(account, float(t), kind) for account, t, kind in conn.execute(stmt)]
+
+    def unlocks_since(self, since: float) -> list[tuple[str, float]]:
+        """Operators' unlock requests at or after ``since``: (account, time), oldest first."""
+        stmt = select(Unlock.account, Unlock.at).where(Unlock.at >= since).order_by(Unlock.at,
+                                                                                       Unlock.id)
+        with self._guard("reading unlock requests"), self._engine.connect() as conn:
+            return [(account, float(t)) for account, t in conn.execute(stmt)]
 
     def violations_since(self, since: float) -> list[tuple[str, float]]:
         stmt = (
@@ -317,9 +359,16 @@ class Store:
         elif kind == "unlock":
             try:
                 account, at, by = _text(op["account"]), float(op["at"]), _text(op["by"])
+                lock_id = op.get("lock_id")
+                lock_id = None if lock_id is None else _clip(_text(lock_id), EVENT_ID_LEN)
             except (KeyError, TypeError, ValueError) as exc:
                 raise _malformed(op, exc) from None
-            self._release(conn, account, at, by)
+            if lock_id is None:  # written by an older esl-guard: the account's locks
+                self._release(conn, account, at, by)
+            else:  # this lock only: a newer lock of the account stays
+                conn.execute(update(Lock).where(Lock.lock_id == lock_id,
+                                                Lock.released_at.is_(None))
+                             .values(released_at=at, released_by=_clip(by, SHORT_LEN)))
         elif kind == "status":
             self._apply_status(conn, op)
         else:
@@ -375,9 +424,24 @@ class Store:
             )
             .values(released_at=info.since, released_by="superseded")
         )
+        # A lock written late (the daemon's, after an outage) that a newer lock or an
+        # operator's unlock already ended is stored ended: at most one lock is active.
+        ended: tuple[float, str] | None = None
+        newer = conn.execute(
+            select(func.min(Lock.since)).where(
+                Lock.account == info.account, Lock.released_at.is_(None),
+                Lock.since > info.since)).scalar()
+        if newer is not None:
+            ended = (float(newer), "superseded")
+        unlocked = conn.execute(
+            select(func.min(Unlock.at)).where(Unlock.account == info.account,
+                                              Unlock.at >= info.since)).scalar()
+        if unlocked is not None and (ended is None or float(unlocked) < ended[0]):
+            ended = (float(unlocked), "manual")
         stmt = self._insert(Lock).values(
             lock_id=info.lock_id, account=info.account, since=info.since, until=info.until,
             reason=info.reason, origin=info.origin,
+            released_at=ended[0] if ended else None, released_by=ended[1] if ended else None,
         )
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["lock_id"]))
         return info

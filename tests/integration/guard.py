@@ -29,7 +29,10 @@ class GuardProcess:
 
     def __init__(self, workdir: Path, target: Target,
                  accounts: Mapping[str, Mapping[str, str]], policy: str = "",
-                 resync_interval: str = "10s") -> None:
+                 resync_interval: str = "10s", database: Path | None = None) -> None:
+        """``database``: the SQLite file of another GuardProcess to share (daemons that watch
+        one FreeSWITCH realm must share their lock state: each deletes the realm's entries that
+        are not its active locks after a connect)."""
         self.workdir = workdir
         self.target = target
         self.conf = workdir / "esl-guard.conf"
@@ -45,7 +48,7 @@ class GuardProcess:
             "connect_timeout = 3s\ncommand_timeout = 5s\n"
             f"resync_interval = {resync_interval}\n"
             "\n[database]\n"
-            f"url = sqlite:///{workdir / 'esl-guard.db'}\njournal = {workdir / 'journal.jsonl'}\n"
+            f"url = sqlite:///{database or workdir / 'esl-guard.db'}\njournal = {workdir / 'journal.jsonl'}\n"
             "poll_interval = 0.3s\n"
             "\n[policy]\nhangup_cause = CALL_REJECTED\ndry_run = false\n" + policy
             + sections + "\n[logging]\nformat = text\nlevel = debug\n")
