@@ -491,7 +491,9 @@ class Guard:
     def reload(self, config: Config) -> None:
         self.config = config
         self.tracker.limits_for = config.limits_for
-        self.tracker.retime()
+        for name in self.decoders:  # the next event is read with the new account_variable
+            self.decoders[name] = EventDecoder(name, config.account_variable)
+        self.dispatch(self.tracker.retime(self.clock()))
         for cfg in config.nodes:
             link = self.links.get(cfg.name)
             if link is None:

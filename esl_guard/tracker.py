@@ -219,7 +219,10 @@ class Tracker:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
-            return self._apply(call, verdict, limits, now)
+            actions = self._apply(call, verdict, limits, now)
+            if limits.dry_run:  # the call goes on: it counts, and its duration timer runs
+                self._count(st, call, now)
+            return actions
         self._count(st, call, now)
         return []
 
@@ -231,11 +234,13 @@ class Tracker:
         call.acct = st
         limits = self.limits_for(account)
         verdict = adopt(self._view(st, call), limits, now, self.wall_clock())
-        if verdict is not None:
-            return self._apply(call, verdict, limits, now)
-        if not call.doomed:
+        if verdict is None:
             self._count(st, call, now)
-        return []
+            return []
+        actions = self._apply(call, verdict, limits, now)
+        if limits.dry_run:  # the call goes on: it counts, and its duration timer runs
+            self._count(st, call, now)
+        return actions
 
     def _count(self, st: AccountState, call: Call, now: float) -> None:
         st.calls.add(call)
@@ -256,7 +261,8 @@ class Tracker:
     # ------------------------------------------------------------------ verdicts -> actions
     def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float) -> list[Action]:
         """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
-        toward ``lock_after``) or a refusal because of a lock (the call hung up)."""
+        toward ``lock_after``) or a refusal because of a lock (the call hung up).  In dry run
+        the call goes on, so it keeps its slot and its duration timer."""
         assert call.account is not None
         call.doomed = True
         hangup = Action(ActionKind.HANGUP, call.account, verdict.rule, call.node, call.uuid,
@@ -264,10 +270,11 @@ class Tracker:
                         dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)
         if not verdict.violation:
             return [hangup]
-        if call.counted and call.acct is not None:
-            call.acct.calls.discard(call)
-            call.counted = False
-        self._disarm(call)
+        if not limits.dry_run:  # hung up: the call leaves its slot and its timer
+            if call.counted and call.acct is not None:
+                call.acct.calls.discard(call)
+                call.counted = False
+            self._disarm(call)
         actions = [
             Action(ActionKind.VIOLATION, call.account, verdict.rule, call.node, call.uuid,
                    limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
@@ -322,15 +329,20 @@ class Tracker:
         st = self.accounts.get(lock.account)
         if st is not None:
             for call in sorted(st.calls, key=lambda c: c.uuid):
-                st.calls.discard(call)
-                call.counted = False
-                call.doomed = True
-                self._disarm(call)
-                actions.append(Action(ActionKind.HANGUP, lock.account, Rule.LOCKED, call.node,
-                                      call.uuid, cause=limits.hangup_cause,
-                                      detail=f"account locked: {lock.reason}",
-                                      clause=clause_of(Rule.LOCKED)))
+                actions.append(self._refuse_locked(call, limits))
         return actions
+
+    def _refuse_locked(self, call: Call, limits: Limits) -> Action:
+        """Hang up a counted call of a locked account (a lock means no calls at all)."""
+        assert call.acct is not None and call.account is not None
+        call.acct.calls.discard(call)
+        call.counted = False
+        call.doomed = True
+        self._disarm(call)
+        lock = self.locks[call.account]
+        return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
+                      cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
+                      clause=clause_of(Rule.LOCKED))
 
     def apply_lock(self, lock: Lock) -> list[Action]:
         """A lock known from the database (start-up, manual `esl-guard lock`)."""
@@ -420,14 +432,30 @@ class Tracker:
             return []
         return self._apply(call, verdict, limits, now)
 
-    def retime(self) -> None:
-        """Re-arm every duration timer after the policy changed (a reload)."""
+    def retime(self, now: float) -> list[Action]:
+        """Apply a new policy (a reload) to the calls up: re-arm every duration timer, and
+        enforce on the calls a dry run let go on (they count already): a call over its new
+        duration limit is hung up at the next tick, a call of a locked account now.  While
+        still in dry run, a call whose dry-run hangup was reported is not reported again."""
+        actions: list[Action] = []
+        wall = self.wall_clock()
         for calls in self.nodes.values():
             for call in calls.values():
-                if call is not B_LEG:
-                    self._disarm(call)
-                    if call.answered is not None:
-                        self._arm_duration(call, 0.0)
+                if call is B_LEG:
+                    continue
+                self._disarm(call)
+                if not call.counted or call.account is None:
+                    continue
+                limits = self.limits_for(call.account)
+                if limits.dry_run:
+                    deadline = duration_deadline(call.answered, limits)
+                    if call.doomed and deadline is not None and deadline <= now:
+                        continue
+                elif lock_active(self.locks.get(call.account), wall):
+                    actions.append(self._refuse_locked(call, limits))
+                    continue
+                self._arm_duration(call, now)
+        return actions
 
     # ------------------------------------------------------------------ resync
     def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:
