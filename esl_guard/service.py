@@ -52,8 +52,10 @@ class NodeSync:
 class Guard:
     def __init__(self, config: Config, *, writer: Any = None, store: Any = None,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, notifier: Any = None) -> None:
+                 wall: Callable[[], float] = time.time, notifier: Any = None,
+                 link_factory: Callable[[NodeConfig, Guard], NodeLink] = NodeLink) -> None:
         self.config = config
+        self.link_factory = link_factory  # a node's link (tests: an in-memory switch)
         self.writer = writer
         self.store = store
         self.metrics = metrics or Metrics()
@@ -94,7 +96,7 @@ class Guard:
         self._greenlets.append(gevent.spawn(self._tick_loop))
 
     def _add_node(self, cfg: NodeConfig) -> None:
-        link = NodeLink(cfg, self)
+        link = self.link_factory(cfg, self)
         self.links[cfg.name] = link
         self.sync[cfg.name] = NodeSync()
         self.decoders[cfg.name] = EventDecoder(cfg.name, self.config.account_variable)

@@ -81,7 +81,7 @@ TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
 class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations")
+    __slots__ = ("name", "calls", "creations", "violations", "dry_violations")
 
     def __init__(self, name: str) -> None:
         self.name = name                     # every Call of the account shares this string
@@ -90,6 +90,7 @@ class AccountState:
         # whether more than `limit` fall in the sliding window.
         self.creations: list[float] | None = None
         self.violations: list[float] | None = None
+        self.dry_violations: list[float] | None = None  # a dry run's, kept apart
 
 
 class Tracker:
@@ -295,15 +296,21 @@ class Tracker:
         if history:  # forget locks too old to escalate the next one
             while history and history[0] < wall - ESCALATION_WINDOW:
                 history.popleft()
-        verdict = check_lock_after(self._view(st, None), limits, now, wall, trigger)
+        view = self._view(st, None)
+        if limits.dry_run:  # a dry run's violations lead to dry-run locks only
+            view.violations = st.dry_violations or ()
+        verdict = check_lock_after(view, limits, now, wall, trigger)
         if verdict is None:
             if not self.is_locked(account):
-                if st.violations is None:
-                    st.violations = []
-                _slide(st.violations, now, now - after.window, after.count)
+                if limits.dry_run:
+                    window = st.dry_violations = st.dry_violations or []
+                else:
+                    window = st.violations = st.violations or []
+                _slide(window, now, now - after.window, after.count)
             return []
-        if st.violations is not None:
-            st.violations.clear()
+        spent = st.dry_violations if limits.dry_run else st.violations
+        if spent is not None:
+            spent.clear()
         if limits.dry_run:
             return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=verdict.limit,
                            observed=verdict.observed, dry_run=True, until=verdict.until,

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from esl_guard.daemon import Daemon
-from esl_guard.model import Action, ActionKind, CallEvent, Limits, Lock
+from esl_guard.model import Action, ActionKind, CallEvent, Limits, Lock, Rate
 from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.tracker import Tracker
 from tests.harness import Harness, wait_for
@@ -121,3 +121,19 @@ def test_a_call_a_dry_run_let_through_a_lock_is_hung_up_when_enforcing() -> None
     policy["acme"] = Limits()
     assert hangups(tr.retime(2.0)) == [(UUIDS[0], False)]
     assert tr.active("acme") == 0 and tr.retime(3.0) == []
+
+
+def test_violations_of_a_dry_run_do_not_lock_once_enforcing() -> None:
+    """Found by tests/test_model.py: a dry run's violation counted toward a real lock after the
+    reload (a restart counts only real ones: the database's non-dry violations)."""
+    tr, policy = reloadable(Limits(max_concurrent_calls=1, lock_after=Rate(2, 60.0),
+                                   dry_run=True))
+    call(tr, 0, 0.0)
+    assert hangups(call(tr, 1, 1.0)) == [(UUIDS[1], True)]  # dry-run violation 1 of 2
+    policy["acme"] = Limits(max_concurrent_calls=1, lock_after=Rate(2, 60.0))
+    tr.retime(2.0)
+    actions = call(tr, 2, 3.0)  # the first real violation
+    assert hangups(actions) == [(UUIDS[2], False)]
+    assert not any(a.kind is ActionKind.LOCK for a in actions) and not tr.is_locked("acme")
+    actions = call(tr, 3, 4.0)  # the second: now it locks
+    assert any(a.kind is ActionKind.LOCK and not a.dry_run for a in actions)
