@@ -54,8 +54,6 @@ PENDING: dict[str, str] = {
     "item 6": "violations spent on a lock before a restart may lead to a new lock after it",
     "item 8": "a duration hangup counted from the call's creation (not its answer) is "
               "accepted",
-    "item 10": "channel-list answers never lag (a lagging answer brings back a call seen to "
-               "end before the reconciliation was asked for)",
     "item 11": "no event is sent after a call's end (a late event brings the call back)",
     "item 18": "no `esl-guard unlock` before the lock poller has confirmed an automatic lock",
 }

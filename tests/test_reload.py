@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from esl_guard.daemon import Daemon
-from esl_guard.model import Action, ActionKind, CallEvent, Limits, Lock, Rate
+from esl_guard.model import Action, ActionKind, CallEvent, Limits, Lock, Rate, clause_of
 from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.tracker import Tracker
 from tests.harness import Harness, wait_for
@@ -22,7 +22,8 @@ def reload(h: Harness, d: Daemon, caplog: pytest.LogCaptureFixture, old: str, ne
 
 
 def dry_hangups(d: Daemon, rule: str) -> float:
-    return float(d.metrics.actions.labels(rule, "hangup", "true")._value.get())
+    clause = clause_of(rule)
+    return float(d.metrics.actions.labels(rule, "hangup", "true", clause)._value.get())
 
 
 def test_a_call_over_the_limit_in_dry_run_counts_once_enforcing(

@@ -12,7 +12,7 @@ import select as select_mod
 import threading
 import time
 import uuid as uuid_mod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from esl_guard.model import AuditRecord
+from esl_guard.model import AuditRecord, clause_of
 from esl_guard.store import migrate
 from esl_guard.store.engine import (
     SQLITE_BEGIN_OPTION,
@@ -182,14 +182,25 @@ class Store:
 
     def audit(
         self, *, account: str | None = None, since: float | None = None,
-        limit: int | None = None,
+        until: float | None = None, kinds: Sequence[str] | None = None,
+        rules: Sequence[str] | None = None, limit: int | None = None,
+        clauses: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit rows ordered by time then id; with `limit`, the most recent `limit` rows."""
+        """Audit rows ordered by time then id, `since` <= time < `until`, of the given kinds,
+        rules and policy clauses (None: any); with `limit`, the most recent `limit` of them."""
         stmt = select(AuditEvent)
         if account is not None:
             stmt = stmt.where(AuditEvent.account == account)
+        if clauses:
+            stmt = stmt.where(AuditEvent.clause.in_(list(clauses)))
         if since is not None:
             stmt = stmt.where(AuditEvent.time >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEvent.time < until)
+        if kinds:
+            stmt = stmt.where(AuditEvent.kind.in_(list(kinds)))
+        if rules:
+            stmt = stmt.where(AuditEvent.rule.in_(list(rules)))
         if limit is not None:
             stmt = stmt.order_by(AuditEvent.time.desc(), AuditEvent.id.desc()).limit(limit)
         else:
@@ -329,6 +340,7 @@ class Store:
                 "observed": _opt(op.get("observed"), SHORT_LEN),
                 "detail": _text(op.get("detail") or ""),
                 "origin": _clip(_text(op.get("origin") or "auto"), KIND_LEN),
+                "clause": _opt(op.get("clause") or clause_of(op.get("rule")), RULE_LEN),
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed(op, exc) from None
@@ -450,6 +462,7 @@ def _audit_dict(row: Any) -> dict[str, Any]:
         event_id=row.event_id, time=float(row.time), account=row.account, kind=row.kind,
         rule=row.rule, uuid=row.uuid, node=row.node, dry_run=bool(row.dry_run),
         limit=row.limit_value, observed=row.observed, detail=row.detail, origin=row.origin,
+        clause=row.clause,
     ).as_dict()
 
 
