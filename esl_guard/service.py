@@ -61,8 +61,10 @@ class Guard:
     def __init__(self, config: Config, *, writer: Any = None, store: Any = None,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, notifier: Any = None,
-                 webhook: Any = None) -> None:
+                 webhook: Any = None,
+                 link_factory: Callable[[NodeConfig, Guard], NodeLink] = NodeLink) -> None:
         self.config = config
+        self.link_factory = link_factory  # a node's link (tests: an in-memory switch)
         self.writer = writer
         self.store = store
         self.metrics = metrics or Metrics()
@@ -106,7 +108,7 @@ class Guard:
         self._greenlets.append(gevent.spawn(self._tick_loop))
 
     def _add_node(self, cfg: NodeConfig) -> None:
-        link = NodeLink(cfg, self)
+        link = self.link_factory(cfg, self)
         self.links[cfg.name] = link
         self.sync[cfg.name] = NodeSync()
         self.decoders[cfg.name] = EventDecoder(cfg.name, self.config.account_variable)
@@ -548,7 +550,9 @@ class Guard:
     def reload(self, config: Config) -> None:
         self.config = config
         self.tracker.limits_for = config.limits_for
-        self.tracker.retime()
+        for name in self.decoders:  # the next event is read with the new account_variable
+            self.decoders[name] = EventDecoder(name, config.account_variable)
+        self.dispatch(self.tracker.retime(self.clock()))
         for cfg in config.nodes:
             link = self.links.get(cfg.name)
             if link is None:

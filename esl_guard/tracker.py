@@ -141,7 +141,7 @@ TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
 class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations", "recent")
+    __slots__ = ("name", "calls", "creations", "violations", "dry_violations", "recent")
 
     def __init__(self, name: str) -> None:
         self.name = name                     # every Call of the account shares this string
@@ -150,6 +150,7 @@ class AccountState:
         # whether more than `limit` fall in the sliding window.
         self.creations: list[float] | None = None
         self.violations: list[float] | None = None
+        self.dry_violations: list[float] | None = None  # a dry run's, kept apart
         self.recent: RecentCalls | None = None  # only while a detector with memory is on
 
 
@@ -306,7 +307,9 @@ class Tracker:
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
             actions += self._apply(call, verdict, limits, now, facts)
-            return actions
+            if not limits.dry_run:
+                return actions
+            # dry run: the call goes on, so it counts and its duration timer runs
         call.inbound = inbound
         call.watch_end = limits.max_short_calls is not None
         self._count(st, call, now)
@@ -369,11 +372,13 @@ class Tracker:
         call.acct = st
         limits = self.limits_for(account)
         verdict = adopt(self._view(st, call), limits, now, self.wall_clock())
-        if verdict is not None:
-            return self._apply(call, verdict, limits, now)
-        if not call.doomed:
+        if verdict is None:
             self._count(st, call, now)
-        return []
+            return []
+        actions = self._apply(call, verdict, limits, now)
+        if limits.dry_run:  # the call goes on: it counts, and its duration timer runs
+            self._count(st, call, now)
+        return actions
 
     def _count(self, st: AccountState, call: Call, now: float) -> None:
         st.calls.add(call)
@@ -396,7 +401,8 @@ class Tracker:
                facts: Admitting | None = None) -> list[Action]:
         """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
         toward ``lock_after``), a refusal because of a lock (the call hung up), or a violation
-        of a ``warn_only`` rule (a warning; the call is not touched)."""
+        of a ``warn_only`` rule (a warning; the call is not touched).  In dry run the call goes
+        on, so it keeps its slot and its duration timer."""
         assert call.account is not None
         extra = _extra(facts)
         if is_warning(verdict, limits):
@@ -408,10 +414,11 @@ class Tracker:
                         extra=extra)
         if not verdict.violation:
             return [hangup]
-        if call.counted and call.acct is not None:
-            call.acct.calls.discard(call)
-            call.counted = False
-        self._disarm(call)
+        if not limits.dry_run:  # hung up: the call leaves its slot and its timer
+            if call.counted and call.acct is not None:
+                call.acct.calls.discard(call)
+                call.counted = False
+            self._disarm(call)
         actions = self._violation(call.account, verdict, limits, now, extra)
         actions.insert(1, hangup)
         return actions
@@ -447,16 +454,22 @@ class Tracker:
         if history:  # forget locks too old to escalate the next one
             while history and history[0] < wall - ESCALATION_WINDOW:
                 history.popleft()
-        verdict = check_lock_after(self._view(st, None), limits, now, wall, trigger)
+        view = self._view(st, None)
+        if limits.dry_run:  # a dry run's violations lead to dry-run locks only
+            view.violations = st.dry_violations or ()
+        verdict = check_lock_after(view, limits, now, wall, trigger)
         if verdict is None:
             if not self.is_locked(account):
-                if st.violations is None:
-                    st.violations = []
-                _slide(st.violations, now, now - after.window, after.count)
+                if limits.dry_run:
+                    window = st.dry_violations = st.dry_violations or []
+                else:
+                    window = st.violations = st.violations or []
+                _slide(window, now, now - after.window, after.count)
             return []
-        if st.violations is not None:
-            st.violations.clear()
-        if self._windows_reset is not None:
+        spent = st.dry_violations if limits.dry_run else st.violations
+        if spent is not None:
+            spent.clear()
+        if self._windows_reset is not None and not limits.dry_run:
             self._windows_reset.add(account)
         if limits.dry_run:
             return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=verdict.limit,
@@ -483,15 +496,20 @@ class Tracker:
         st = self.accounts.get(lock.account)
         if st is not None:
             for call in sorted(st.calls, key=lambda c: c.uuid):
-                st.calls.discard(call)
-                call.counted = False
-                call.doomed = True
-                self._disarm(call)
-                actions.append(Action(ActionKind.HANGUP, lock.account, Rule.LOCKED, call.node,
-                                      call.uuid, cause=limits.hangup_cause,
-                                      detail=f"account locked: {lock.reason}",
-                                      clause=clause_of(Rule.LOCKED)))
+                actions.append(self._refuse_locked(call, limits))
         return actions
+
+    def _refuse_locked(self, call: Call, limits: Limits) -> Action:
+        """Hang up a counted call of a locked account (a lock means no calls at all)."""
+        assert call.acct is not None and call.account is not None
+        call.acct.calls.discard(call)
+        call.counted = False
+        call.doomed = True
+        self._disarm(call)
+        lock = self.locks[call.account]
+        return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
+                      cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
+                      clause=clause_of(Rule.LOCKED))
 
     def apply_lock(self, lock: Lock) -> list[Action]:
         """A lock known from the database (start-up, manual `esl-guard lock`)."""
@@ -599,14 +617,30 @@ class Tracker:
             return []
         return self._apply(call, verdict, limits, now)
 
-    def retime(self) -> None:
-        """Re-arm every duration timer after the policy changed (a reload)."""
+    def retime(self, now: float) -> list[Action]:
+        """Apply a new policy (a reload) to the calls up: re-arm every duration timer, and
+        enforce on the calls a dry run let go on (they count already): a call over its new
+        duration limit is hung up at the next tick, a call of a locked account now.  While
+        still in dry run, a call whose dry-run hangup was reported is not reported again."""
+        actions: list[Action] = []
+        wall = self.wall_clock()
         for calls in self.nodes.values():
             for call in calls.values():
-                if call is not B_LEG:
-                    self._disarm(call)
-                    if call.answered is not None:
-                        self._arm_duration(call, 0.0)
+                if call is B_LEG:
+                    continue
+                self._disarm(call)
+                if not call.counted or call.account is None:
+                    continue
+                limits = self.limits_for(call.account)
+                if limits.dry_run:
+                    deadline = duration_deadline(call.answered, limits)
+                    if call.doomed and deadline is not None and deadline <= now:
+                        continue
+                elif lock_active(self.locks.get(call.account), wall):
+                    actions.append(self._refuse_locked(call, limits))
+                    continue
+                self._arm_duration(call, now)
+        return actions
 
     # ------------------------------------------------------------------ resync
     def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:

@@ -134,7 +134,7 @@ def test_lowering_the_duration_limit_on_reload_applies_to_live_calls() -> None:
     tr = Tracker(lambda a: limits[a], Clock())
     tr.on_event(ev("CHANNEL_ANSWER", 0, "a"), 0)
     limits["a"] = Limits(max_call_duration=10.0)
-    tr.retime()
+    tr.retime(0.0)
     assert hangups(tr.tick(10)) == [U[0]]
 
 
