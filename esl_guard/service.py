@@ -20,10 +20,11 @@ from gevent.event import AsyncResult
 
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
-from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock
 from esl_guard.node import NodeLink
+from esl_guard.policy import ended_horizon, node_lost, recheck_after
 from esl_guard.resync import ResyncError
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
@@ -42,9 +43,8 @@ class NodeSync:
     syncing: bool = False           # initial resync in flight: events are buffered
     buffer: list[tuple[str, bytes]] = field(default_factory=list)
     inflight: bool = False          # a periodic reconciliation is in flight
-    seen: set[str] = field(default_factory=set)
-    ended: set[str] = field(default_factory=set)
     next_resync: float = 0.0
+    down_since: float | None = None  # the link went down then (monotonic); None: up or lost
     ok: bool = False
     failures: int = 0               # reconciliations failed in a row (retried within seconds)
 
@@ -62,6 +62,7 @@ class Guard:
         self.notifier = notifier
         self.tracker = Tracker(config.limits_for, wall)
         self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
+        self._set_ended_memory(config)
         self.links: dict[str, NodeLink] = {}
         self.sync: dict[str, NodeSync] = {}
         self.decoders: dict[str, EventDecoder] = {}
@@ -93,6 +94,10 @@ class Guard:
             self._add_node(cfg)
         self._greenlets.append(gevent.spawn(self._tick_loop))
 
+    def _set_ended_memory(self, config: Config) -> None:
+        slowest = max((n.resync_timeout for n in config.nodes), default=0.0)
+        self.tracker.ended_memory = ended_horizon(slowest)
+
     def _add_node(self, cfg: NodeConfig) -> None:
         link = NodeLink(cfg, self)
         self.links[cfg.name] = link
@@ -120,6 +125,12 @@ class Guard:
         self.dispatch(self.tracker.tick(now))
         for name, st in self.sync.items():
             link = self.links.get(name)
+            if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
+                st.down_since = None
+                n = self.tracker.forget_node(name, now)
+                syslog.warning("node %s: unreachable for %gs (node_lost_after): its %d calls no "
+                               "longer count against account limits until it is back",
+                               name, link.cfg.node_lost_after, n)
             if link is None or not link.connected or st.syncing or st.inflight:
                 continue
             if now >= st.next_resync:
@@ -147,8 +158,6 @@ class Guard:
         if uuid is None:
             self.metrics.bad_input.labels("no_unique_id").inc()
             return
-        if st.inflight:
-            (st.ended if name in END_EVENTS else st.seen).add(uuid)
         tracker = self.tracker
         now = self.clock()
         if tracker.known_event(node, name, uuid, now):  # most events: nothing else to decode
@@ -170,6 +179,7 @@ class Guard:
             self.metrics.reconnects.labels(link.name).inc()
         self._push_all_locks(link)
         st = self.sync[link.name]
+        st.down_since = None
         st.ok = False
         st.syncing = True
         st.buffer = []
@@ -179,6 +189,7 @@ class Guard:
     def node_disconnected(self, link: NodeLink, reason: str) -> None:
         self.metrics.connected.labels(link.name).set(0)
         st = self.sync[link.name]
+        st.down_since = self.clock()
         if st.syncing:  # keep what we learned; nothing is dropped on a failed sync
             self._flush_buffer(link.name, st)
         st.inflight = False
@@ -209,6 +220,7 @@ class Guard:
             return exc
 
     def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
+        asked = self.clock()
         fetch = gevent.spawn(self._try_fetch, link, st)
         fetch.join(timeout=link.cfg.command_timeout)
         if not fetch.ready():
@@ -217,9 +229,8 @@ class Guard:
             syslog.warning("node %s: the channel list is slow (over command_timeout); "
                            "following events meanwhile", link.name)
             st.inflight = True
-            st.seen, st.ended = set(), set()
             self._flush_buffer(link.name, st)
-            self._reconcile(link, fetch, "initial")
+            self._reconcile(link, fetch, "initial", asked)
             return
         rows = fetch.get()
         if isinstance(rows, Exception):
@@ -235,7 +246,7 @@ class Guard:
         created = {ev.uuid for name, body in st.buffer if name == "CHANNEL_CREATE"
                    for ev in (decoder.lazy(body, name),) if ev is not None}
         rows = [r for r in rows if r.uuid not in created]
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, "initial")
         self.dispatch(actions)
         self._flush_buffer(link.name, st)
@@ -247,11 +258,11 @@ class Guard:
             self._apply_event(node, name, body, st)
 
     def _reconcile(self, link: NodeLink, fetch: gevent.Greenlet | None = None,
-                   kind: str = "periodic") -> None:
+                   kind: str = "periodic", asked: float | None = None) -> None:
         st = self.sync[link.name]
         if fetch is None:
             st.inflight = True
-            st.seen, st.ended = set(), set()
+            asked = self.clock()
         try:
             rows = fetch.get() if fetch is not None else self._try_fetch(link, st)
         finally:
@@ -261,14 +272,9 @@ class Guard:
             syslog.warning("node %s: reconciliation failed, nothing changed (%s); retrying in "
                            "%.0fs", link.name, rows, st.next_resync - self.clock())
             return
-        # Calls first seen while the answer was in flight are kept; calls that ended meanwhile
-        # are not brought back.
-        rows = [r for r in rows if r.uuid not in st.ended]
-        listed = {r.uuid for r in rows}
-        calls = self.tracker.nodes.get(link.name, {})
-        rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
-                 if u not in listed and u in calls]
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        # The answer lags behind events: the tracker keeps calls first seen shortly before it
+        # was asked for, and never brings back calls seen to end (policy.calls).
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
 
@@ -276,7 +282,8 @@ class Guard:
                      kind: str) -> None:
         st.ok = True
         st.failures = 0
-        st.next_resync = self.clock() + link.cfg.resync_interval
+        st.next_resync = self.clock() + recheck_after(self.tracker.unlisted_kept,
+                                                      link.cfg.resync_interval)
         self.metrics.resyncs.labels(link.name, "ok").inc()
         self.metrics.resync_changes.labels(link.name, "added").inc(added)
         self.metrics.resync_changes.labels(link.name, "dropped").inc(dropped)
@@ -285,7 +292,27 @@ class Guard:
                    link.name, kind, added, dropped)
 
     # ------------------------------------------------------------------ actions
+    def _defer_unreachable(self, actions: list[Action]) -> list[Action]:
+        """Hangups (and their violations) on a node whose link is down wait for its next
+        resync, which carries them out if the call is still up: nothing is recorded before."""
+        keep: list[Action] = []
+        for action in actions:
+            if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
+                    and action.uuid is not None and action.node is not None):
+                link = self.links.get(action.node)
+                if link is not None and not link.connected:
+                    if action.kind is ActionKind.HANGUP:
+                        syslog.warning("node %s is unreachable: the hangup of %s (%s) waits for "
+                                       "the reconnect and is carried out if the call is still "
+                                       "up", action.node, action.uuid,
+                                       action.rule.value if action.rule else "-")
+                    self.tracker.defer(action)
+                    continue
+            keep.append(action)
+        return keep
+
     def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
+        actions = self._defer_unreachable(actions)
         killed = False
         for action in actions:  # hang up first: logging and the audit row can wait
             if action.kind is ActionKind.HANGUP and not action.dry_run:
@@ -490,6 +517,7 @@ class Guard:
     # ------------------------------------------------------------------ reload
     def reload(self, config: Config) -> None:
         self.config = config
+        self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
         self.tracker.retime()
         for cfg in config.nodes:
@@ -502,7 +530,8 @@ class Guard:
         for name in [n for n in self.links if n not in {c.name for c in config.nodes}]:
             self.links.pop(name).stop()
             self.sync.pop(name, None)
-            self.tracker.resync(name, [], self.clock())
+            self.tracker.forget_node(name, self.clock())
+            self.tracker.deferred.pop(name, None)
             self.metrics.connected.remove(name)
 
     # ------------------------------------------------------------------ status

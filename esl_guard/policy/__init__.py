@@ -16,6 +16,9 @@ Rule -> function:
 - ``max_call_duration``                        -> :func:`check_duration`
 - ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
 - lock expiry                                  -> :func:`check_lock_expiry`
+- a channel list that lags, a lost node,       -> :mod:`esl_guard.policy.calls`
+  deferred hangups, idle accounts                 (:func:`keeps_unlisted`, :func:`node_lost`,
+                                                  :func:`due_hangups`, :func:`release_at`)
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -41,6 +44,15 @@ from esl_guard.policy.admission import (
     counts_as_attempt,
     first_verdict,
 )
+from esl_guard.policy.calls import (
+    ACCOUNT_IDLE,
+    due_hangups,
+    ended_horizon,
+    keeps_unlisted,
+    node_lost,
+    recheck_after,
+    release_at,
+)
 from esl_guard.policy.duration import check_duration, duration_deadline
 from esl_guard.policy.locks import (
     ESCALATION_WINDOW,
@@ -54,6 +66,8 @@ from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
+    "ACCOUNT_IDLE", "due_hangups", "ended_horizon", "keeps_unlisted", "node_lost", "recheck_after",
+    "release_at",
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
     "AccountView", "CallFacts", "CallInfo", "Check", "Verdict",
     "admit", "adopt", "check_concurrency", "check_duration", "check_lock_after",

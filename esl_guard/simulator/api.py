@@ -66,7 +66,8 @@ def _show(fs: FakeFreeSWITCH, args: str) -> Result:
         return b"-USAGE: codec|endpoint|application|api|channels|calls|...\n", []
     what = words[0].lower()
     rest = [w.lower() for w in words[1:]]
-    channels = [] if fs.db_busy else fs.live_channels()
+    channels = ([] if fs.db_busy else fs.db_view if fs.db_view is not None
+                else fs.live_channels())
     if what == "channels":
         if rest[:1] == ["count"]:
             return show_count(len(channels)), []

@@ -64,6 +64,9 @@ class FakeFreeSWITCH:
         # its core database locked: `show channels/calls` list nothing (as FreeSWITCH answers
         # after ~30 s of "SQLite is BUSY"), while `status` still counts the sessions
         self.db_busy = False
+        # its core database lagging behind events: `show channels/calls` list the channels
+        # as they were at lag_db() until catch_up_db()
+        self.db_view: list[Channel] | None = None
         self.log_commands = False
         self._channels: dict[str, Channel] = {}
         self._conns: set[Connection] = set()
@@ -142,6 +145,19 @@ class FakeFreeSWITCH:
 
     def live_channels(self) -> list[Channel]:
         return list(self._channels.values())
+
+    def emit(self, name: str, ch: Channel) -> None:
+        """Send event ``name`` of ``ch`` (see :meth:`channel`) now, even after it ended: a late
+        event, as FreeSWITCH's event threads can deliver them."""
+        self._emit_channel(name, ch)
+
+    def lag_db(self) -> None:
+        """From now on `show channels` lists the channels live now (a database lagging
+        behind the events), until :meth:`catch_up_db`."""
+        self.db_view = self.live_channels()
+
+    def catch_up_db(self) -> None:
+        self.db_view = None
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> bool:
         deadline = gevent.get_hub().loop.now() + timeout
