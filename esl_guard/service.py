@@ -24,7 +24,7 @@ from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, u
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock
 from esl_guard.node import NodeLink
-from esl_guard.policy import ended_horizon, node_lost, recheck_after
+from esl_guard.policy import ended_horizon, needs_answer_time, node_lost, recheck_after
 from esl_guard.resync import ResyncError
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
@@ -213,11 +213,25 @@ class Guard:
         or why not; after a failure the next try is within seconds (backing off up to
         resync_interval)."""
         try:
-            return link.fetch_channels(self.config.account_variable, self.wall)
+            return link.fetch_channels(self.config.account_variable, self.wall,
+                                       self._answer_unknown(link.name))
         except (ESLError, ResyncError) as exc:
             st.failures += 1
             st.next_resync = self.clock() + retry_delay(st.failures, link.cfg.resync_interval)
             return exc
+
+    def _answer_unknown(self, node: str) -> Callable[[ChannelRow], bool]:
+        """Which listed channels need their answer time (``uuid_dump``): answered, of an
+        account with a duration limit, not yet timed here."""
+        nodes = self.tracker.nodes
+        limits_for = self.config.limits_for
+
+        def needs(row: ChannelRow) -> bool:
+            call = nodes.get(node, {}).get(row.uuid)
+            timed = call is not None and call.answered is not None
+            return (row.account is not None
+                    and needs_answer_time(row.answered, row.b_leg, timed, limits_for(row.account)))
+        return needs
 
     def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
         asked = self.clock()

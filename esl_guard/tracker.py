@@ -27,6 +27,7 @@ from esl_guard.policy import (
     Verdict,
     admit,
     adopt,
+    answered_ago,
     check_duration,
     check_lock_after,
     check_lock_expiry,
@@ -521,7 +522,7 @@ class Tracker:
             elif call.account is None and row.account:
                 actions.extend(self._adopt(call, row.account, now))
             if row.answered and call.answered is None:
-                call.answered = now - row.age
+                call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
                 self._arm_duration(call, now)
         dropped = 0
         for uuid in [u for u in calls if u not in seen]:

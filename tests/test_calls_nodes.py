@@ -184,3 +184,28 @@ def test_accounts_without_live_calls_are_forgotten_within_minutes(
         assert keep in fs.calls() and fs.kills == []
     finally:
         guard.stop()
+
+
+# ------------------------------------------------------------------ item 8: answer time
+def test_a_call_found_by_a_resync_is_timed_from_its_answer(
+        h: Harness, fs: FakeFreeSWITCH) -> None:
+    rang = fs.create_call("acme", account_on="create")  # up before the daemon starts
+    fs.answer(rang)
+    ch = fs.channel(rang)
+    ch.created_us -= 30_000_000  # it rang 30 s before it was answered
+    free = fs.create_call("bob", account_on="create")  # no duration limit: no uuid_dump
+    fs.answer(free)
+    other = fs.create_call("acme", account_on="create")  # not answered: no uuid_dump
+    d = h.start("max_concurrent_calls = 10",
+                extra="[account:acme]\nmax_call_duration = 20s\n")
+    call = d.guard.tracker.nodes["default"][rang]
+    assert call.answered is not None and not h.killed(rang), \
+        "timed from its creation: hung up at once, 10 s early"
+    since_answer = d.guard.wall() - ch.answered_us / 1e6
+    assert abs((d.guard.clock() - call.answered) - since_answer) < 0.5
+    dumps = [(peer, c) for peer, c in fs.command_log if c.startswith("api uuid_dump")]
+    assert [c for _, c in dumps] == [f"api uuid_dump {rang}"]
+    # asked on the reconciliation's connection, never on the event connection
+    event_peer = next(p for p, c in fs.command_log if c.startswith("event plain"))
+    assert dumps[0][0] != event_peer
+    assert free in fs.calls() and other in fs.calls()

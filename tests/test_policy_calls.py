@@ -2,19 +2,25 @@
 accounts), and the tracker applying them, with explicit clocks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Rate
 from esl_guard.policy import (
     ACCOUNT_IDLE,
+    answered_ago,
     due_hangups,
     ended_horizon,
     keeps_unlisted,
+    needs_answer_time,
     node_lost,
     recheck_after,
     release_at,
 )
 from esl_guard.policy.calls import ENDED_MARGIN, UNLISTED_GRACE
+from esl_guard.resync import answered_time, parse_channels
+from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.tracker import Tracker
 
 U = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]
@@ -172,3 +178,72 @@ def test_an_account_busy_again_is_kept() -> None:
     assert tr.prune(60 + ACCOUNT_IDLE) == 1
 
 
+
+
+@pytest.mark.parametrize(("answered", "b_leg", "timed", "limits", "needed"), [
+    (True, False, False, Limits(max_call_duration=60.0), True),
+    (False, False, False, Limits(max_call_duration=60.0), False),  # ringing: nothing to time
+    (True, True, False, Limits(max_call_duration=60.0), False),    # a B-leg is no call
+    (True, False, True, Limits(max_call_duration=60.0), False),    # its answer was seen
+    (True, False, False, Limits(), False),                          # no duration limit
+])
+def test_needs_answer_time(answered: bool, b_leg: bool, timed: bool, limits: Limits,
+                           needed: bool) -> None:
+    assert needs_answer_time(answered, b_leg, timed, limits) is needed
+
+
+@pytest.mark.parametrize(("age", "answered_at", "wall", "ago"), [
+    (30.0, None, 1000.0, 30.0),       # unknown: from its creation
+    (30.0, 990.5, 1000.0, 9.5),       # from its answer, to the µs
+    (30.0, 1000.2, 1000.0, 0.0),      # clocks a little apart: never negative
+])
+def test_answered_ago(age: float, answered_at: float | None, wall: float, ago: float) -> None:
+    assert answered_ago(age, answered_at, wall) == pytest.approx(ago)
+
+
+def _api_bodies(raw: bytes) -> list[bytes]:
+    """The api/response bodies of a capture, in order."""
+    out = []
+    pos = 0
+    while True:
+        i = raw.find(b"Content-Type: api/response\nContent-Length: ", pos)
+        if i < 0:
+            return out
+        j = raw.index(b"\n\n", i)
+        n = int(raw[i:j].rsplit(b" ", 1)[1])
+        out.append(raw[j + 2:j + 2 + n])
+        pos = j + 2 + n
+
+
+def test_answer_time_of_a_real_uuid_dump() -> None:
+    raw = (Path(__file__).parent / "fixtures/esl/uuid_dump_answered.bin").read_bytes()
+    bodies = _api_bodies(raw)
+    listed = [b for b in bodies if b.startswith(b'{"row_count"')]
+    dump, dump_json, gone = bodies[len(listed):]
+    assert answered_time(dump.decode()) == 1795923660.403928
+    assert answered_time(gone.decode()) is None and gone == b"-ERR No such channel!\n"
+    assert b'"Caller-Channel-Answered-Time":"1795923660403928"' in dump_json
+    rows = parse_channels(listed[-1].decode(), 1795923661.0)
+    assert rows[0].answered and rows[0].age == 3.0  # created_epoch: whole seconds only
+
+
+def test_the_simulator_answers_uuid_dump_like_freeswitch() -> None:
+    raw = (Path(__file__).parent / "fixtures/esl/uuid_dump_answered.bin").read_bytes()
+    real = next(b for b in _api_bodies(raw) if b.startswith(b"Event-Name: CHANNEL_DATA"))
+    fs = FakeFreeSWITCH()
+    u = fs.create_call("acme")
+    ringing = fs.dump(fs.channel(u))
+    fs.answer(u)
+    dumped = fs.dump(fs.channel(u))
+    assert answered_time(ringing.decode()) is None
+    assert answered_time(dumped.decode()) == fs.channel(u).answered_us / 1e6
+
+    def keys(body: bytes) -> list[bytes]:
+        return [line.partition(b": ")[0] for line in body.split(b"\n")[:80]]
+    assert keys(dumped)[:14] == keys(real)[:14] and dumped.endswith(b"\n\n")
+    for key in (b"Event-Name", b"Event-Calling-Function", b"Answer-State"):
+        assert _line(dumped, key) == _line(real, key)
+
+
+def _line(body: bytes, key: bytes) -> bytes:
+    return next(line for line in body.split(b"\n") if line.startswith(key + b": "))

@@ -19,6 +19,7 @@ Rule -> function:
 - a channel list that lags, a lost node,       -> :mod:`esl_guard.policy.calls`
   deferred hangups, idle accounts                 (:func:`keeps_unlisted`, :func:`node_lost`,
                                                   :func:`due_hangups`, :func:`release_at`)
+- a listed call's answer time                   -> :func:`needs_answer_time`, :func:`answered_ago`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -46,9 +47,11 @@ from esl_guard.policy.admission import (
 )
 from esl_guard.policy.calls import (
     ACCOUNT_IDLE,
+    answered_ago,
     due_hangups,
     ended_horizon,
     keeps_unlisted,
+    needs_answer_time,
     node_lost,
     recheck_after,
     release_at,
@@ -66,12 +69,11 @@ from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
-    "ACCOUNT_IDLE", "due_hangups", "ended_horizon", "keeps_unlisted", "node_lost", "recheck_after",
-    "release_at",
-    "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
-    "AccountView", "CallFacts", "CallInfo", "Check", "Verdict",
-    "admit", "adopt", "check_concurrency", "check_duration", "check_lock_after",
-    "check_lock_expiry", "check_lock_state", "check_locked", "check_rate", "count_from",
-    "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
-    "lock_active", "lock_duration",
+    "ACCOUNT_IDLE", "answered_ago", "due_hangups", "needs_answer_time", "ended_horizon",
+    "keeps_unlisted", "node_lost", "recheck_after", "release_at", "ADMISSION_RULES",
+    "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN", "AccountView", "CallFacts",
+    "CallInfo", "Check", "Verdict", "admit", "adopt", "check_concurrency", "check_duration",
+    "check_lock_after", "check_lock_expiry", "check_lock_state", "check_locked", "check_rate",
+    "count_from", "count_since", "counts_as_attempt", "first_verdict", "duration_deadline",
+    "escalation_count", "in_window", "lock_active", "lock_duration",
 ]

@@ -51,6 +51,22 @@ def recheck_after(kept_unlisted: int, interval: float) -> float:
     return min(interval, UNLISTED_GRACE + 1.0) if kept_unlisted else interval
 
 
+def needs_answer_time(answered: bool, b_leg: bool, timed: bool, limits: Limits) -> bool:
+    """Whether a listed channel's answer time must be asked for (``uuid_dump``, one command
+    per channel): an answered A-leg, not yet timed by esl-guard (``timed``: its answer was
+    seen or already known), whose account has a ``max_call_duration``."""
+    return answered and not b_leg and not timed and limits.max_call_duration is not None
+
+
+def answered_ago(age: float, answered_at: float | None, wall: float) -> float:
+    """Seconds since a listed call was answered: from its answer time (``uuid_dump``'s
+    ``Caller-Channel-Answered-Time``) when known, else from its creation (``age``, at most
+    one second short: ``created_epoch`` has whole seconds)."""
+    if answered_at is None:
+        return age
+    return max(0.0, wall - answered_at)
+
+
 def node_lost(down_since: float | None, now: float, lost_after: float) -> bool:
     """The node's link has been down for ``lost_after`` seconds: its calls stop counting."""
     return down_since is not None and now - down_since >= lost_after
