@@ -438,6 +438,8 @@ class Tracker:
         actions: list[Action] = []
         if self._idle and self._idle[0][0] <= now:
             self.prune(now)
+        else:
+            self._forget_ended(now)
         for ring in self._timers.due(now):
             for call in ring:
                 actions.extend(self._expire(call, now))
@@ -568,16 +570,18 @@ class Tracker:
         """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
         return self._timers.armed()
 
+    def _forget_ended(self, now: float) -> None:
+        """Forget ends older than ``ended_memory`` (oldest first: only those are visited)."""
+        horizon = now - self.ended_memory
+        for ended in self.ended.values():
+            while ended and next(iter(ended.values())) <= horizon:
+                ended.popitem(last=False)
+
     def prune(self, now: float, budget: int = 10_000) -> int:
         """Forget accounts without live calls whose time has come (policy.calls.release_at),
         and ends older than ``ended_memory``.  Incremental: it visits only due entries of the
         idle queue (at most ``budget``), never every account.  Returns how many accounts."""
-        horizon = now - self.ended_memory
-        for ended in self.ended.values():
-            while ended:
-                if next(iter(ended.values())) > horizon:
-                    break
-                ended.popitem(last=False)
+        self._forget_ended(now)
         idle = self._idle
         dropped = 0
         while idle and idle[0][0] <= now and budget > 0:

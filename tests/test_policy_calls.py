@@ -247,3 +247,14 @@ def test_the_simulator_answers_uuid_dump_like_freeswitch() -> None:
 
 def _line(body: bytes, key: bytes) -> bytes:
     return next(line for line in body.split(b"\n") if line.startswith(key + b": "))
+
+
+def test_ends_are_forgotten_by_the_ticker_even_when_no_account_is_idle() -> None:
+    tr = make(Limits())
+    tr.ended_memory = 100.0
+    tr.on_event(ev("CHANNEL_CREATE", 1), 0)  # busy for good: nothing in the idle queue is due
+    tr.on_event(ev("CHANNEL_HANGUP", 0), 0)
+    tr.tick(50)
+    assert U[0] in tr.ended["fs1"]
+    tr.tick(101)
+    assert U[0] not in tr.ended["fs1"]
