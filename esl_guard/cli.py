@@ -1,5 +1,8 @@
 """The `esl-guard` command line.  Every operator-facing error is one clear line and a non-zero
-exit code: 1 for a failed operation, 2 for bad usage or a bad conf file."""
+exit code: 1 for a failed operation, 2 for bad usage or a bad conf file, 141 when the reader of
+the output went away (`esl-guard audit | head`), like any tool killed by SIGPIPE.
+
+Adding a subcommand: register its parser in `_parser()` and its function in `COMMANDS`."""
 from __future__ import annotations
 
 import argparse
@@ -8,11 +11,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from esl_guard import __version__
+from esl_guard.model import ActionKind, Rule
+from esl_guard.render import audit_table, iso, locks_table
 
 DEFAULT_CONF = "/etc/esl-guard/esl-guard.conf"
+#: `esl-guard example WHAT`: files shipped in the package (esl_guard/share/).
+EXAMPLES = {"conf": "esl-guard.conf", "unit": "esl-guard.service",
+            "dialplan": "dialplan-locked-accounts.xml"}
 
 
 class CLIError(Exception):
@@ -23,49 +32,90 @@ class CLIError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="esl-guard", description="Enforce call limits on FreeSWITCH "
-                                "over its event socket.")
+                                "over its event socket.", epilog="`esl-guard help COMMAND` or "
+                                "`esl-guard COMMAND --help` shows a command's options.  "
+                                "ESL_GUARD_DEBUG=1 turns an internal error's one-line message "
+                                "into a traceback.")
     p.add_argument("--version", action="version", version=f"esl-guard {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def conf(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("-c", "--config", default=DEFAULT_CONF, metavar="FILE",
-                        help=f"conf file (default {DEFAULT_CONF}); conf.d/*.conf beside it is read too")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:]
+                              + ".")
 
-    sp = sub.add_parser("run", help="run the daemon in the foreground (logs to stderr)")
+    def conf(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", default=DEFAULT_CONF, metavar="PATH",
+                        help=f"conf file (default {DEFAULT_CONF}); conf.d/*.conf beside it is "
+                        "read too.  A directory: its *.conf, then its conf.d/*.conf")
+
+    def utc(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--utc", action="store_true",
+                        help="show times in UTC (...Z) instead of local time with its offset")
+
+    sp = command("run", "run the daemon in the foreground (logs to stderr)")
     conf(sp)
-    sp = sub.add_parser("check-config", help="validate the conf files; exit 0 when valid")
+    sp = command("check-config", "validate the conf files; exit 0 when valid")
     conf(sp)
-    sp = sub.add_parser("demo", help="run the daemon against the built-in FreeSWITCH simulator")
+    sp = command("demo", "run the daemon against the built-in FreeSWITCH simulator")
     sp.add_argument("--seconds", type=float, default=30.0, help=argparse.SUPPRESS)
-    sp = sub.add_parser("lock", help="lock an account: hang up its calls and refuse new ones")
+    sp = command("lock", "lock an account: hang up its calls and refuse new ones")
     sp.add_argument("account")
     conf(sp)
     sp.add_argument("--for", dest="duration", metavar="DURATION",
                     help="how long (90s, 15m, 4h, 1d); default: until unlocked")
     sp.add_argument("--reason", default="locked by operator", help="why (shown in locks/audit)")
-    sp = sub.add_parser("unlock", help="unlock an account")
+    sp = command("unlock", "unlock an account")
     sp.add_argument("account")
     conf(sp)
-    sp = sub.add_parser("locks", help="list the active locks")
+    sp = command("locks", "list the active locks")
     conf(sp)
+    utc(sp)
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
-    sp = sub.add_parser("audit", help="show the audit trail")
+    sp = command("audit", "show the audit trail (oldest first), filtered")
     conf(sp)
+    utc(sp)
     sp.add_argument("--account", help="only this account")
-    sp.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 1h, 7d)")
+    sp.add_argument("--kind", action="append", choices=[k.value for k in ActionKind],
+                    help="only this kind of row (repeat for several)")
+    sp.add_argument("--rule", action="append", choices=[r.value for r in Rule],
+                    help="only rows of this rule (repeat for several)")
+    sp.add_argument("--since", metavar="WHEN", help="only rows from WHEN on: a duration back "
+                    "from now (1h, 7d) or an ISO 8601 time (2026-11-29T08:00, local unless it "
+                    "has a zone)")
+    sp.add_argument("--until", metavar="WHEN", help="only rows before WHEN (same forms as "
+                    "--since)")
+    sp.add_argument("--limit", type=_positive, metavar="N", help="only the N most recent rows")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
-    sp = sub.add_parser("status", help="nodes, active calls, busiest accounts, locks, recent actions")
+    sp = command("status", "daemon state, nodes, active calls, busiest accounts, locks, "
+                 "recent actions")
     conf(sp)
-    sp.add_argument("--json", action="store_true", help="the raw snapshot as JSON")
-    sp = sub.add_parser("db", help="database maintenance")
+    utc(sp)
+    sp.add_argument("--json", action="store_true", help="the stored snapshot and the locks as "
+                    "JSON")
+    sp = command("db", "database maintenance")
     dbsub = sp.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
     dbsub.required = True
     up = dbsub.add_parser("upgrade", help="bring the schema to the newest revision")
     conf(up)
     from esl_guard.replay import cli as replay_cli
     replay_cli.add_parser(sub)
+    sp = command("example", "print a file shipped with esl-guard: the example conf, the "
+                 "systemd unit or the dialplan snippet")
+    sp.add_argument("what", choices=sorted(EXAMPLES), help="which file")
+    sp = command("help", "show the help of esl-guard or of one command")
+    sp.add_argument("topic", nargs="?", metavar="COMMAND", help="a command")
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _load(path: str) -> Any:
@@ -77,22 +127,87 @@ def _load(path: str) -> Any:
         raise CLIError(str(exc), code=2) from None
 
 
-def _store(config: Any, *, migrate: bool = True) -> Any:
+def _store(config: Any, *, migrate: bool = True, create: bool = True) -> Any:
+    """The conf's database.  `create=False` (read-only commands): a missing SQLite file is an
+    error rather than an empty file created by this user (which the daemon, running as
+    another user, may then be unable to write)."""
     from esl_guard.store import Store
 
+    path = _sqlite_path(config.database.url)
+    new_file = path is not None and not path.exists()
+    if new_file and not create:
+        raise CLIError(f"no database at {path} yet: the daemon creates it when it first starts "
+                       "(or run `esl-guard db upgrade -c FILE` as the daemon's user)")
     store = Store(config.database.url)
     if store.revision() is None:
         if not (migrate and config.database.auto_migrate):
             raise CLIError("the database has no esl-guard schema yet: run "
                            "`esl-guard db upgrade -c FILE`")
         store.upgrade()
+    if new_file and path is not None:
+        _warn_foreign_owner(path)
     return store
 
 
-def _fmt_time(t: float | None) -> str:
-    if t is None:
-        return "forever"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL; None for PostgreSQL and in-memory SQLite."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # Store() reports the bad URL
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
+def _warn_foreign_owner(path: Path) -> None:
+    """The database file was just created by this command.  The daemon runs as the user who
+    owns the state directory (systemd's StateDirectory=): if that is not us, say so, or the
+    daemon will fail to write its own database."""
+    if not hasattr(os, "geteuid"):
+        return
+    try:
+        dir_owner = path.parent.stat().st_uid
+    except OSError:
+        return
+    me = os.geteuid()
+    if dir_owner == me:
+        return
+    print(f"warning: created the database {path} as {_user(me)}, but its directory belongs to "
+          f"{_user(dir_owner)} (the daemon's user?): the daemon cannot write it until you run "
+          f"`chown {_user(dir_owner)}: {path}`", file=sys.stderr)
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def _when(option: str, text: str, now: float) -> float:
+    """--since/--until: a duration back from now, or an ISO 8601 time (local if no zone)."""
+    import datetime as dt
+
+    from esl_guard.config import parse_duration
+
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CLIError(f"{option} {text}: expected a duration (90s, 15m, 4h, 7d) or an ISO 8601 "
+                       "time (2026-11-29T08:00 or 2026-11-29T08:00:00+01:00)", code=2) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time
+    return moment.timestamp()
 
 
 def _account(name: str) -> str:
@@ -137,7 +252,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     reason = " ".join(args.reason.split())[:500] or "locked by operator"
     store = _store(_load(args.config))
     lock = store.manual_lock(account, until=until, reason=reason, now=time.time())
-    print(f"locked {lock.account} until {_fmt_time(lock.until)}: {lock.reason}")
+    print(f"locked {lock.account} until {iso(lock.until)}: {lock.reason}")
     return 0
 
 
@@ -152,49 +267,43 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_locks(args: argparse.Namespace) -> int:
-    store = _store(_load(args.config))
+    store = _store(_load(args.config), create=False)
     locks = store.active_locks(time.time())
     if args.json:
         for lk in locks:
-            print(json.dumps({"account": lk.account, "since": lk.since, "until": lk.until,
+            print(json.dumps({"account": lk.account, "since": iso(lk.since, utc=True),
+                              "until": None if lk.until is None else iso(lk.until, utc=True),
+                              "since_epoch": lk.since, "until_epoch": lk.until,
                               "reason": lk.reason, "origin": lk.origin, "lock_id": lk.lock_id}))
         return 0
     if not locks:
         print("no active locks")
         return 0
-    print(f"{'ACCOUNT':<24} {'SINCE':<19}  {'UNTIL':<19}  {'ORIGIN':<7} REASON")
-    for lk in locks:
-        print(f"{lk.account:<24} {_fmt_time(lk.since):<19}  {_fmt_time(lk.until):<19}  "
-              f"{lk.origin:<7} {lk.reason}")
+    for line in locks_table(locks, utc=args.utc):
+        print(line)
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from esl_guard.config import parse_duration
-
-    since = None
-    if args.since is not None:
-        try:
-            since = time.time() - parse_duration(args.since)
-        except ValueError as exc:
-            raise CLIError(f"--since {args.since}: {exc}", code=2) from None
+    now = time.time()
+    since = _when("--since", args.since, now) if args.since is not None else None
+    until = _when("--until", args.until, now) if args.until is not None else None
     account = _account(args.account) if args.account is not None else None
-    store = _store(_load(args.config))
-    rows = store.audit(account=account, since=since)
-    for row in rows:
-        if args.json:
+    store = _store(_load(args.config), create=False)
+    rows = store.audit(account=account, since=since, until=until, kinds=args.kind,
+                       rules=args.rule, limit=args.limit)
+    if args.json:
+        for row in rows:
             doc = dict(row)
-            doc["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["time"])) + \
-                f".{int((row['time'] % 1) * 1000):03d}Z"
+            doc["time"] = iso(row["time"], utc=True, ms=True)
             doc["epoch"] = row["time"]
             print(json.dumps(doc, ensure_ascii=False))
-        else:
-            print(f"{_fmt_time(row['time'])} {row['kind']:<9} {row['account']:<20} "
-                  f"{row.get('rule') or '-':<22} {row.get('uuid') or '-':<36} "
-                  f"{row.get('node') or '-'}{' DRY-RUN' if row.get('dry_run') else ''} "
-                  f"{row.get('detail') or ''}")
-    if not rows and not args.json:
-        print("no audit rows" + (f" for {account}" if account else ""), file=sys.stderr)
+        return 0
+    if not rows:
+        print("no audit rows match", file=sys.stderr)
+        return 0
+    for line in audit_table(rows, utc=args.utc):
+        print(line)
     return 0
 
 
@@ -202,8 +311,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from esl_guard.status import render_status
 
     config = _load(args.config)
-    store = _store(config, migrate=False)
-    print(render_status(store, config, as_json=args.json, now=time.time()))
+    store = _store(config, migrate=False, create=False)
+    print(render_status(store, config, as_json=args.json, now=time.time(), utc=args.utc))
     return 0
 
 
@@ -232,17 +341,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seconds=args.seconds)
 
 
+def cmd_example(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    resource = files("esl_guard").joinpath("share", EXAMPLES[args.what])
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"this installation lacks {EXAMPLES[args.what]}: {exc}") from None
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    parser = _parser()
+    if args.topic is None:
+        parser.print_help()
+        return 0
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if args.topic not in sub.choices:
+        raise CLIError(f"no command {args.topic!r}; commands: {', '.join(sub.choices)}", code=2)
+    sub.choices[args.topic].print_help()
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "lock": cmd_lock,
             "unlock": cmd_unlock, "locks": cmd_locks, "audit": cmd_audit, "status": cmd_status,
-            "db": cmd_db, "demo": cmd_demo, "replay": cmd_replay}
+            "db": cmd_db, "demo": cmd_demo, "replay": cmd_replay, "example": cmd_example,
+            "help": cmd_help}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        finally:
+            sys.stdout.flush()  # --help, --version: catch a closed pipe here, not at exit
+    except BrokenPipeError:
+        return _reader_gone()
     from esl_guard.store import StoreError
 
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except CLIError as exc:
         print(f"esl-guard {args.command}: {exc}" if "\n" not in str(exc) else str(exc),
               file=sys.stderr)
@@ -258,6 +402,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"esl-guard {args.command}: internal error: {exc.__class__.__name__}: {exc} "
               "(set ESL_GUARD_DEBUG=1 for a traceback)", file=sys.stderr)
         return 70
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (`| head`): stop quietly, exit like SIGPIPE does.
+    stdout now points at /dev/null so the interpreter's final flush cannot fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

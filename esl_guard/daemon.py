@@ -17,6 +17,7 @@ import gevent
 from gevent.event import Event
 from gevent.threadpool import ThreadPool
 
+from esl_guard import __version__
 from esl_guard.config import Config, ConfigError, diff_config, load_config
 from esl_guard.logsetup import setup_logging
 from esl_guard.metrics import Metrics
@@ -44,6 +45,7 @@ class Daemon:
         self.store = Store(config.database.url)
         self.journal = Journal(config.database.journal)
         self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max)
+        self.metrics.db_write_failures = lambda: self.writer.write_failures
         self.db = ThreadPool(2)  # LISTEN in one thread, reads and status in the other; the writer has its own
         self.guard = Guard(config, writer=self.writer, store=self.store, metrics=self.metrics,
                            notifier=self.notifier)
@@ -142,20 +144,23 @@ class Daemon:
     def _status_loop(self) -> None:
         while True:
             gevent.sleep(STATUS_EVERY)
-            snap = self.guard.snapshot()
-            snap["audit_queue"] = self.writer.queue_depth
-            snap["journal_bytes"] = self.writer.journal_bytes
-            snap["db_ok"] = self.writer.db_ok
-            self.metrics.audit_queue.set(self.writer.queue_depth)
-            self.metrics.journal_bytes.set(self.writer.journal_bytes)
-            self.metrics.db_up.set(1 if self.writer.db_ok else 0)
-            self.guard.prune()
-            try:
-                self._db_call(self.store.apply, [{"op": "status", "time": snap["time"],
-                                                  "body": snap}], timeout=10)
-            except (StoreError, gevent.Timeout):
-                pass  # the lock poller reports DB trouble
+            self._report_status()
             self.notifier.status(self.guard.status_line())
+
+    def _report_status(self, stopped: float | None = None) -> None:
+        """The snapshot `esl-guard status` shows; `stopped` (wall time) marks a clean stop."""
+        snap = self.guard.snapshot()
+        snap.update(version=__version__, stopped=stopped,
+                    db_write_failures=self.writer.write_failures)
+        snap["audit_queue"] = self.writer.queue_depth
+        snap["journal_bytes"] = self.writer.journal_bytes
+        snap["db_ok"] = self.writer.db_ok
+        self.metrics.audit_queue.set(self.writer.queue_depth)
+        self.metrics.journal_bytes.set(self.writer.journal_bytes)
+        self.metrics.db_up.set(1 if self.writer.db_ok else 0)
+        self.guard.prune()
+        self.writer.write_now([{"op": "status", "time": snap["time"], "body": snap}],
+                              "the daemon status")
 
     def _ready_when_usable(self) -> None:
         """READY=1 once the database is usable (enforcement already runs meanwhile); after
@@ -216,8 +221,8 @@ class Daemon:
         self._spawn(self._lock_poller)
         self._spawn(self._status_loop)
         self._spawn(self._ready_when_usable)
-        log.info("esl-guard running: %d node(s), policy from %s", len(self.config.nodes),
-                 ", ".join(self.config.files))
+        log.info("esl-guard %s running: %d node(s), policy from %s", __version__,
+                 len(self.config.nodes), ", ".join(self.config.files))
         code = 0
         while True:
             self._wake.wait()
@@ -256,6 +261,7 @@ class Daemon:
         log.info("stopping: closing ESL sessions and flushing the audit trail")
         self.guard.stop()
         gevent.killall(self._greenlets, timeout=2)
+        self._report_status(stopped=time.time())
         if self._http is not None:
             self._http.stop(timeout=1)
         if not self.writer.stop(timeout=10.0):

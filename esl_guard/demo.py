@@ -55,6 +55,7 @@ def run_demo(seconds: float = 30.0) -> int:
     from esl_guard.config import load_config
     from esl_guard.daemon import Daemon
     from esl_guard.logsetup import setup_logging
+    from esl_guard.render import audit_table
     from esl_guard.simulator import FakeFreeSWITCH
     from esl_guard.store import Store
 
@@ -109,10 +110,9 @@ def run_demo(seconds: float = 30.0) -> int:
         store = Store(config.database.url)
         rows = store.audit()
         store.close()
-    _say("what esl-guard enforced and why (its audit trail):")
-    for r in rows:
-        print(f"  {r['kind']:<9} {r['account']:<7} {r.get('rule') or '-':<21} "
-              f"{(r.get('uuid') or '-')[:8]:<8} {r.get('detail') or ''}")
+    _say("what esl-guard enforced and why (its audit trail, as `esl-guard audit` shows it):")
+    for line in audit_table(rows, short_uuid=True):
+        print(f"  {line}")
     kinds = {(r["account"], r["kind"]) for r in rows}
     ok = (("busy", "hangup") in kinds and ("dialer", "lock") in kinds and
           ("chatty", "hangup") in kinds and not any(r["account"] == "good" for r in rows))

@@ -31,6 +31,8 @@ _EVENT_NAME = b"Event-Name: "
 _UNIQUE_ID = b"\nUnique-ID: "
 _DIRECTION = b"\nCall-Direction: "
 _OTHER_LEG = b"\nOther-Leg-Unique-ID: "
+_LOOPBACK_LEG = b"\nvariable_loopback_leg: "
+_LOOPBACK_FROM = b"\nvariable_other_loopback_from_uuid: "
 _UNSET = object()
 
 
@@ -110,15 +112,20 @@ class LazyEvent:
 
     @property
     def b_leg(self) -> bool:
-        """The outbound leg of a bridge/originate: outbound, with an Other-Leg-Unique-ID."""
+        """A leg that is not a call of its own: the outbound leg of a bridge/originate
+        (outbound, with an Other-Leg-Unique-ID), or the B side of a loopback/ pair, which is
+        inbound and runs the dialplan again (``variable_loopback_leg: B``; the call is the
+        channel that originated the pair, tests/fixtures/esl/plain_loopback.bin)."""
         if self._b_leg is None:
-            self._b_leg = (raw_value(self.body, _DIRECTION, self.end) == b"outbound"
-                           and raw_value(self.body, _OTHER_LEG, self.end) is not None)
+            self._b_leg = ((raw_value(self.body, _DIRECTION, self.end) == b"outbound"
+                            and raw_value(self.body, _OTHER_LEG, self.end) is not None)
+                           or raw_value(self.body, _LOOPBACK_LEG, self.end) == b"B")
         return self._b_leg
 
     @property
     def other_leg(self) -> str | None:
-        return header_value(self.body, _OTHER_LEG, self.end) or None
+        return (header_value(self.body, _OTHER_LEG, self.end)
+                or header_value(self.body, _LOOPBACK_FROM, self.end) or None)
 
 
 class EventDecoder:

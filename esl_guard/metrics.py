@@ -62,6 +62,10 @@ class Metrics:
         self.journal_bytes = Gauge("esl_guard_audit_journal_bytes", "Size of the local journal",
                                    registry=r)
         self.db_up = Gauge("esl_guard_database_up", "1 when the last DB write succeeded", registry=r)
+        self.db_write_failures: Callable[[], int] = lambda: 0  # set by the daemon
+        r.register(_FuncCounter("esl_guard_database_write_failures",
+                                "Database writes (audit batches, status) that failed",
+                                lambda: self.db_write_failures()))
         self.bad_input = Counter("esl_guard_rejected_input_total",
                                  "Values from the network refused (bad uuid, unsafe account, bad frame)",
                                  ["kind"], registry=r)

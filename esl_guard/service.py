@@ -25,7 +25,7 @@ from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock
 from esl_guard.node import NodeLink
 from esl_guard.policy import ended_horizon, needs_answer_time, node_lost, recheck_after
-from esl_guard.resync import ResyncError
+from esl_guard.resync import ResyncError, not_too_new
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import Tracker
@@ -287,7 +287,9 @@ class Guard:
                            "%.0fs", link.name, rows, st.next_resync - self.clock())
             return
         # The answer lags behind events: the tracker keeps calls first seen shortly before it
-        # was asked for, and never brings back calls seen to end (policy.calls).
+        # was asked for, and never brings back calls seen to end (policy.calls).  A brand-new
+        # call it does not know yet is left to its events.
+        rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}))
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)

@@ -1,26 +1,65 @@
-"""`esl-guard status`: the daemon's last snapshot (written to the database every few seconds)
-plus the locks and audit rows the database holds."""
+"""`esl-guard status`: the daemon's last snapshot (written to the database every few seconds,
+and once more, marked `stopped`, when it stops cleanly) plus the locks and audit rows the
+database holds.
+
+The daemon is shown as
+- running: its last report is fresh (younger than STALE_AFTER);
+- stopped: its last report says it stopped cleanly, with the time;
+- NOT REPORTING: its last report is older than STALE_AFTER and says nothing of a stop (a
+  crash, a kill -9, a hung process or a database it cannot write), with the time of that report.
+"""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-STALE_AFTER = 30.0
+from esl_guard import __version__
+from esl_guard.render import ago, iso
+
+STATUS_EVERY = 5.0  # the daemon's reporting interval (daemon.STATUS_EVERY)
+STALE_AFTER = 3 * STATUS_EVERY + 5.0
 
 
-def _ago(now: float, t: float | None) -> str:
-    if t is None:
-        return "-"
-    s = max(0, int(now - t))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+def daemon_state(snapshot: tuple[float, dict[str, Any]] | None, now: float) -> str:
+    """'running', 'stopped', 'not-reporting' or 'unknown' (no snapshot yet)."""
+    if snapshot is None:
+        return "unknown"
+    updated, snap = snapshot
+    if snap.get("stopped") is not None:
+        return "stopped"
+    return "running" if now - updated < STALE_AFTER else "not-reporting"
 
 
-def render_status(store: Any, config: Any, *, as_json: bool, now: float) -> str:
+def _daemon_line(snapshot: tuple[float, dict[str, Any]], now: float, utc: bool) -> str:
+    updated, snap = snapshot
+    state = daemon_state(snapshot, now)
+    version = f"esl-guard {snap['version']}" if snap.get("version") else "esl-guard (version ?)"
+    started = snap.get("started")
+    if state == "stopped":
+        return (f"daemon: stopped at {iso(snap['stopped'], utc=utc)} ({ago(now, snap['stopped'])}"
+                f" ago, a clean stop); {version} had been up {ago(snap['stopped'], started)}")
+    if state == "not-reporting":
+        return (f"daemon: NOT REPORTING since {iso(updated, utc=utc)} ({ago(now, updated)} ago): "
+                f"crashed, killed, hung or unable to write its database; {version} had been up "
+                f"{ago(updated, started)} at that report")
+    failures = snap.get("db_write_failures") or 0
+    db = "ok" if snap.get("db_ok", True) else "UNAVAILABLE"
+    if failures:
+        db += f", {failures} failed writes since start"
+    return (f"daemon: running, {version}, up {ago(now, started)}, last report "
+            f"{ago(now, updated)} ago; audit queue {snap.get('audit_queue', 0)}, journal "
+            f"{snap.get('journal_bytes', 0)} bytes, database {db}")
+
+
+def render_status(store: Any, config: Any, *, as_json: bool, now: float,
+                  utc: bool = False) -> str:
     snap_row = store.get_status()
     locks = store.active_locks(now)
     if as_json:
-        doc: dict[str, Any] = {"snapshot": snap_row[1] if snap_row else None,
+        doc: dict[str, Any] = {"state": daemon_state(snap_row, now),
+                               "cli_version": __version__,
+                               "snapshot": snap_row[1] if snap_row else None,
+                               "snapshot_time": iso(snap_row[0], utc=True) if snap_row else None,
                                "snapshot_age": (now - snap_row[0]) if snap_row else None,
                                "locks": [{"account": lk.account, "since": lk.since,
                                           "until": lk.until, "reason": lk.reason,
@@ -31,20 +70,20 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float) -> str:
         out.append("daemon: no status yet (is `esl-guard run` running with this conf?)")
         snap: dict[str, Any] = {}
     else:
-        updated, snap = snap_row
-        age = now - updated
-        state = "running" if age < STALE_AFTER else f"NOT REPORTING (last status {_ago(now, updated)} ago)"
-        out.append(f"daemon: {state}, up {_ago(now, snap.get('started'))}, audit queue "
-                   f"{snap.get('audit_queue', 0)}, journal {snap.get('journal_bytes', 0)} bytes, "
-                   f"database {'ok' if snap.get('db_ok', True) else 'UNAVAILABLE'}")
+        snap = snap_row[1]
+        out.append(_daemon_line(snap_row, now, utc))
+    live = daemon_state(snap_row, now) == "running"
     out.append("")
-    out.append("nodes:")
+    out.append("nodes:" if live or snap_row is None else "nodes (at the last report):")
     nodes = snap.get("nodes") or [{"name": n.name, "host": n.host, "port": n.port,
                                    "connected": None} for n in config.nodes]
     for n in nodes:
-        state = {True: f"connected {_ago(now, n.get('since'))}", False: "DISCONNECTED",
-                 None: "unknown"}[n.get("connected")]
-        err = f" ({n['last_error']})" if n.get("last_error") and not n.get("connected") else ""
+        connected = n.get("connected")
+        if connected and n.get("since"):
+            state = f"connected since {iso(n['since'], utc=utc)}"
+        else:
+            state = {True: "connected", False: "DISCONNECTED", None: "unknown"}[connected]
+        err = f" ({n['last_error']})" if n.get("last_error") and not connected else ""
         out.append(f"  {n['name']:<16} {n['host']}:{n['port']:<6} {state}{err}")
     out.append("")
     out.append(f"active calls: {snap.get('active_calls', '?')}")
@@ -59,16 +98,15 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float) -> str:
     if locks:
         out.append("active locks:")
         for lk in locks:
-            until = "forever" if lk.until is None else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                     time.localtime(lk.until))
-            out.append(f"  {lk.account:<24} until {until:<19} {lk.origin:<6} {lk.reason}")
+            out.append(f"  {lk.account:<24} until {iso(lk.until, utc=utc):<25} {lk.origin:<6} "
+                       f"{lk.reason}")
     else:
         out.append("active locks: none")
-    recent = store.audit(since=now - 3600)[-10:]
+    recent = store.audit(since=now - 3600, limit=10)
     out.append("")
     out.append("recent actions (last hour):" if recent else "recent actions: none in the last hour")
     for r in recent:
-        out.append(f"  {time.strftime('%H:%M:%S', time.localtime(r['time']))} {r['kind']:<9} "
-                   f"{r['account']:<20} {r.get('rule') or '-':<22} {r.get('uuid') or ''}"
+        out.append(f"  {iso(r['time'], utc=utc)} {r['kind']:<9} {r['account']:<20} "
+                   f"{r.get('rule') or '-':<22} {r.get('uuid') or ''}"
                    f"{' (dry run)' if r.get('dry_run') else ''}")
     return "\n".join(out)

@@ -13,6 +13,9 @@ from esl_guard.simulator import FakeFreeSWITCH
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
     """Poll ``predicate`` (yielding to the hub) until true or the deadline passes."""
+    # The loop's clock is cached: after a test that blocked without the hub for minutes
+    # (subprocesses), it is that far behind, and the deadline would already be past.
+    gevent.get_hub().loop.update_now()
     deadline = gevent.get_hub().loop.now() + timeout
     while True:
         if predicate():

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from esl_guard.events import CALL_EVENTS, EventDecoder, event_name
 from esl_guard.frames import FrameReader
+from esl_guard.model import ActionKind, Limits
+from esl_guard.tracker import Tracker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esl"
 
@@ -47,6 +49,40 @@ def test_bridged_b_legs_are_recognised_on_every_event() -> None:
     for e in events:
         if e.uuid in b_uuids:
             assert e.b_leg and e.other_leg in a_uuids and e.account is None
+
+
+def test_loopback_legs_are_not_calls_of_their_own() -> None:
+    """One call bridged through loopback/9001 (plain_loopback.bin): the caller's channel is
+    the call; loopback-a is outbound with Other-Leg-Unique-ID, and loopback-b is inbound with
+    the account but carries variable_loopback_leg: B; both belong to the caller's call."""
+    events = call_events("plain_loopback.bin")
+    creates = [e for e in events if e.name == "CHANNEL_CREATE"]
+    assert len(creates) == 3
+    calls = {e.uuid for e in events if not e.b_leg}
+    assert len(calls) == 1
+    (call,) = calls
+    legs = {e.uuid for e in events if e.b_leg}
+    assert len(legs) == 2 and not legs & calls
+    for e in events:
+        if e.uuid in legs:
+            assert e.other_leg == call, e
+    # loopback-b carries the account from its CHANNEL_CREATE on: counted, it would be a
+    # second call of acct1
+    assert any(e.uuid in legs and e.account == "acct1" and e.name == "CHANNEL_CREATE"
+               for e in events)
+
+
+def test_a_loopback_call_is_one_call_for_the_tracker() -> None:
+    """The real event stream of the loopback call through the tracker, limit 1: the call is
+    counted once, never hung up, and nothing is left counted after its end."""
+    tr = Tracker(lambda account: Limits(max_concurrent_calls=1), lambda: 1_800_000_000.0)
+    peak, actions = 0, []
+    for i, e in enumerate(call_events("plain_loopback.bin")):
+        actions += tr.on_event(e, float(i))
+        peak = max(peak, tr.active("acct1"))
+    assert peak == 1
+    assert not [a for a in actions if a.kind is ActionKind.HANGUP], actions
+    assert tr.active("acct1") == 0
 
 
 def test_other_account_variable() -> None:

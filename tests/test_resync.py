@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from esl_guard.frames import FrameReader
-from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new, parse_channels
+from esl_guard.tracker import ChannelRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esl"
 
@@ -28,6 +29,17 @@ def test_bridged_capture_gives_two_calls_and_two_b_legs() -> None:
     assert len(a_legs) == 2 and {r.account for r in a_legs} == {"acct1"}
     assert all(r.answered for r in rows)
     assert all(0 <= r.age <= 10 for r in rows)
+
+
+def test_loopback_capture_gives_one_call_and_two_legs_that_are_not_calls() -> None:
+    """A call bridged through loopback/: the caller's channel, loopback-a (outbound, call_uuid
+    = the caller) and loopback-b (inbound, with the account, no call_uuid): one call."""
+    body = next(b for b in api_bodies("plain_loopback.bin") if '"row_count":3' in b)
+    rows = parse_channels(body, 1795630850.0)
+    assert len(rows) == 3 and all(r.answered for r in rows)
+    calls = [r for r in rows if not r.b_leg]
+    assert len(calls) == 1 and calls[0].account == "acct1", rows
+    assert sum(1 for r in rows if r.b_leg and r.account == "acct1") == 1  # loopback-b
 
 
 def test_other_account_variable_leaves_the_account_to_a_lookup() -> None:
@@ -112,3 +124,13 @@ def test_a_failed_reconciliation_is_retried_within_seconds_then_backs_off(
     from esl_guard.snapshot import retry_delay
 
     assert retry_delay(failures, interval) == delay
+
+
+def test_a_reconciliation_leaves_a_brand_new_unknown_call_to_its_events() -> None:
+    """The answer can overtake the new call's CHANNEL_CREATE: a call adopted from it would never
+    meet the policy.  Known calls are always applied; unknown ones once they are old enough."""
+    known = {"00000000-0000-4000-8000-000000000001"}
+    rows = [ChannelRow("00000000-0000-4000-8000-000000000001", "acme", False, False, 0.0),
+            ChannelRow("00000000-0000-4000-8000-000000000002", "acme", False, False, 1.0),
+            ChannelRow("00000000-0000-4000-8000-000000000003", "acme", False, True, ADOPT_AFTER)]
+    assert [r.uuid[-1] for r in not_too_new(rows, known)] == ["1", "3"]

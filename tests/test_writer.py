@@ -230,3 +230,54 @@ def test_an_op_the_database_rejects_is_dropped_and_the_rest_written(
     assert w.flush(15)
     assert in_db(store) == [ops[0]["event_id"], ops[2]["event_id"]]
     assert w.rejected == 1 and w.db_ok
+
+
+# -- issue 16 bug 3: every failing database write is logged (rate-limited) and counted --------
+
+def test_every_failed_write_is_counted_and_logged_rate_limited(
+        flaky: FlakyStore, store: Store, make_writer: Callable[..., AuditWriter],
+        caplog: pytest.LogCaptureFixture) -> None:
+    w = make_writer()
+    w.start()
+    status = [{"op": "status", "time": T0, "body": {"time": T0}}]
+    flaky.down = True
+    with caplog.at_level("DEBUG", logger="esl_guard.store.writer"):
+        assert not w.write_now(status, "the daemon status")
+        assert not w.write_now(status, "the daemon status")
+        w.submit(audit_op(1))
+        wait_until(lambda: w.write_failures >= 6)
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "esl_guard.store.writer" and r.levelname == "ERROR"]
+    assert errors[0].startswith("cannot write the daemon status to the database: database "
+                                "down (test) (1 failed database writes")
+    # the audit outage starts a line of its own; the repeats within a minute do not
+    assert [m for m in errors if "audit database write failed" in m]
+    assert len(errors) == 2, errors
+    assert w.write_failures >= 6 and not w.db_ok
+
+    flaky.down = False
+    caplog.clear()
+    with caplog.at_level("INFO", logger="esl_guard.store.writer"):
+        assert w.write_now(status, "the daemon status")
+    assert "the daemon status is written to the database again" in caplog.text
+    assert store.get_status() is not None
+    assert w.flush(15)
+
+
+def test_failed_writes_after_the_log_interval_are_logged_again_with_their_count(
+        flaky: FlakyStore, make_writer: Callable[..., AuditWriter],
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import esl_guard.store.writer as writer_mod
+
+    w = make_writer()
+    status = [{"op": "status", "time": T0, "body": {"time": T0}}]
+    flaky.down = True
+    monkeypatch.setattr(writer_mod, "WRITE_ERROR_LOG_INTERVAL", 0.0)
+    with caplog.at_level("ERROR", logger="esl_guard.store.writer"):
+        for _ in range(3):
+            w.write_now(status, "the daemon status")
+    assert [r.getMessage().split("(")[-1] for r in caplog.records
+            if r.name == "esl_guard.store.writer"] == [
+        "1 failed database writes since the last such line, 1 since start)",
+        "1 failed database writes since the last such line, 2 since start)",
+        "1 failed database writes since the last such line, 3 since start)"]

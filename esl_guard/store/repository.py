@@ -12,7 +12,7 @@ import select as select_mod
 import threading
 import time
 import uuid as uuid_mod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -182,14 +182,22 @@ class Store:
 
     def audit(
         self, *, account: str | None = None, since: float | None = None,
-        limit: int | None = None,
+        until: float | None = None, kinds: Sequence[str] | None = None,
+        rules: Sequence[str] | None = None, limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit rows ordered by time then id; with `limit`, the most recent `limit` rows."""
+        """Audit rows ordered by time then id, `since` <= time < `until`, of the given kinds
+        and rules (None: any); with `limit`, the most recent `limit` of them."""
         stmt = select(AuditEvent)
         if account is not None:
             stmt = stmt.where(AuditEvent.account == account)
         if since is not None:
             stmt = stmt.where(AuditEvent.time >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEvent.time < until)
+        if kinds:
+            stmt = stmt.where(AuditEvent.kind.in_(list(kinds)))
+        if rules:
+            stmt = stmt.where(AuditEvent.rule.in_(list(rules)))
         if limit is not None:
             stmt = stmt.order_by(AuditEvent.time.desc(), AuditEvent.id.desc()).limit(limit)
         else:

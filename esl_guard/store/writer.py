@@ -40,6 +40,7 @@ T = TypeVar("T")
 Op = dict[str, Any]
 
 SPILL_ERROR_LOG_INTERVAL = 60.0  # seconds between "cannot write the journal" errors
+WRITE_ERROR_LOG_INTERVAL = 60.0  # seconds between "database writes still fail" lines
 
 
 class AuditWriter:
@@ -89,6 +90,10 @@ class AuditWriter:
         self._outage_since: float | None = None  # clock()
         self._replayed: int | None = None
         self._last_spill_error = float("-inf")
+        self._write_failures = 0
+        self._failures_logged = 0  # _write_failures when the last failure line was written
+        self._last_write_error = float("-inf")  # monotonic
+        self._status_failing = False
 
     # -- public -------------------------------------------------------------------------
 
@@ -113,6 +118,12 @@ class AuditWriter:
     def outage_since(self) -> float | None:
         """When (clock time) the current database outage began; None while writes work."""
         return self._outage_since
+
+    @property
+    def write_failures(self) -> int:
+        """Database writes that failed since start (audit batches and status snapshots; each
+        failed attempt counts).  Every one is logged, rate-limited (WRITE_ERROR_LOG_INTERVAL)."""
+        return self._write_failures
 
     @property
     def rejected(self) -> int:
@@ -168,6 +179,22 @@ class AuditWriter:
         if self._own_db_pool:
             self._db_pool.kill()
         return ok
+
+    def write_now(self, ops: list[Op], what: str, timeout: float = 10.0) -> bool:
+        """Write `ops` once, now, in the writer's database thread (no queue, no journal, no
+        retry: for the status snapshot, which the next one replaces).  A failure is counted
+        and logged (rate-limited); returns whether the write succeeded."""
+        try:
+            call_in(self._db_pool, self._store.apply, ops, timeout=timeout)
+        except (StoreError, gevent.Timeout) as exc:
+            first = not self._status_failing
+            self._status_failing = True
+            self._failed(f"cannot write {what} to the database", exc, first=first)
+            return False
+        if self._status_failing:
+            self._status_failing = False
+            log.info("%s is written to the database again", what)
+        return True
 
     # -- the writer greenlet ------------------------------------------------------------
 
@@ -266,12 +293,11 @@ class AuditWriter:
             self._outage_started = time.monotonic()
             self._outage_since = self._clock()
             self._replayed = None
-            log.error("audit database write failed, buffering ops until it is back: %s", exc,
-                      exc_info=None if isinstance(exc, StoreError) else exc)
+            self._failed("audit database write failed, buffering ops until it is back", exc,
+                         first=True)
             self._state_changed(False)
         else:
-            log.debug("audit database write failed again (attempt %d): %s",
-                      state.attempt_number, exc)
+            self._failed("audit database writes still fail", exc, first=False)
         if len(self._queue) > self.queue_max:
             self._spill_wanted.set()
         self._signal_progress()
@@ -327,6 +353,22 @@ class AuditWriter:
 
     def _io(self, func: Callable[..., T], *args: Any) -> T:
         return call_in(self._io_pool, func, *args)
+
+    def _failed(self, what: str, exc: BaseException | None, *, first: bool) -> None:
+        """Count a failed database write and log it: at once when `first`, else at most once
+        per WRITE_ERROR_LOG_INTERVAL, with the number of failures since the last line."""
+        self._write_failures += 1
+        now = time.monotonic()
+        if not first and now - self._last_write_error < WRITE_ERROR_LOG_INTERVAL:
+            log.debug("%s: %s", what, exc)
+            return
+        since_last = self._write_failures - self._failures_logged
+        self._failures_logged = self._write_failures
+        self._last_write_error = now
+        log.error("%s: %s (%d failed database writes since the last such line, %d since start)",
+                  what, exc, since_last, self._write_failures,
+                  exc_info=None if exc is None or isinstance(exc, (StoreError, gevent.Timeout))
+                  else exc)
 
     def _signal_progress(self) -> None:
         event, self._progress = self._progress, Event()

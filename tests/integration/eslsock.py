@@ -135,12 +135,23 @@ def ready(target: Target) -> str | None:
         status = esl.api("status")
         if not status.startswith("UP"):
             return None
-        for profile in ("external", "internal"):
-            if "RUNNING" not in esl.api(f"sofia status profile {profile}"):
-                return None
+        if not profiles_running(esl.api("sofia status"), ("external", "internal")):
+            return None
         if esl.api("module_exists mod_hash").strip() != "true":
             return None
         return status.splitlines()[0]
+
+
+def profiles_running(summary: str, names: tuple[str, ...]) -> bool:
+    """Whether `sofia status` lists every profile of `names` as RUNNING.  Its summary has one
+    line per profile, `external  profile  sip:mod_sofia@127.0.0.1:5080  RUNNING (0)`;
+    `sofia status profile NAME` prints the settings and never the state."""
+    running = set()
+    for line in summary.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[1] == "profile" and fields[3] == "RUNNING":
+            running.add(fields[0])
+    return running >= set(names)
 
 
 def wait_ready(target: Target, timeout: float = 90.0) -> str:

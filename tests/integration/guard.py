@@ -28,7 +28,8 @@ class GuardProcess:
     """One esl-guard daemon with its own conf, SQLite database and log under `workdir`."""
 
     def __init__(self, workdir: Path, target: Target,
-                 accounts: Mapping[str, Mapping[str, str]], policy: str = "") -> None:
+                 accounts: Mapping[str, Mapping[str, str]], policy: str = "",
+                 resync_interval: str = "10s") -> None:
         self.workdir = workdir
         self.target = target
         self.conf = workdir / "esl-guard.conf"
@@ -41,7 +42,8 @@ class GuardProcess:
         self.conf.write_text(
             "[freeswitch]\n"
             f"host = {target.esl_host}\nport = {target.esl_port}\npassword = {target.esl_password}\n"
-            "connect_timeout = 3s\ncommand_timeout = 5s\nresync_interval = 10s\n"
+            "connect_timeout = 3s\ncommand_timeout = 5s\n"
+            f"resync_interval = {resync_interval}\n"
             "\n[database]\n"
             f"url = sqlite:///{workdir / 'esl-guard.db'}\njournal = {workdir / 'journal.jsonl'}\n"
             "poll_interval = 0.3s\n"

@@ -6,8 +6,9 @@ Each scenario writes one line per call to its <log> file (-trace_logs -log_file)
 
 outcome is caller_bye (answered, held, the caller hung up), remote_bye (answered, then
 FreeSWITCH sent BYE), rejected (a final 4xx-6xx before answer; code is the status) or answered
-(uac_locked.xml only: the call was not refused).  Every run also keeps sipp's own traces next to
-it: -trace_msg (every SIP message), -trace_err, -trace_stat (CSV) and -trace_screen.
+(uac_locked.xml: the call was not refused; uas_ring.xml: answered, then FreeSWITCH's BYE), or
+cancelled (uas_ring.xml: FreeSWITCH cancelled the call while it rang).  Every run also keeps
+sipp's own traces next to it: -trace_msg (every SIP message), -trace_err, -trace_stat (CSV) and -trace_screen.
 """
 from __future__ import annotations
 
@@ -176,9 +177,10 @@ class Sipp:
 
     @classmethod
     def uas(cls, name: str, scenario: str, *, local_ip: str, workdir: Path, calls: int,
-            keys: dict[str, str] | None = None, timeout: float = 30.0) -> Sipp:
-        """A sipp answering `calls` calls on a free port of local_ip (self-tests only)."""
-        args, port = cls._common(name, scenario, workdir, local_ip, None, keys)
+            keys: dict[str, str] | None = None, timeout: float = 30.0,
+            port: int | None = None) -> Sipp:
+        """A sipp answering `calls` calls on `port` (default: a free one) of local_ip."""
+        args, port = cls._common(name, scenario, workdir, local_ip, port, keys)
         args += ["-m", str(calls), "-timeout", f"{int(timeout)}s"]
         return cls(name, args, workdir, timeout + 5, local_ip, port)
 

@@ -10,8 +10,13 @@
                                         address this host uses to reach ESL_GUARD_SIP
     ESL_GUARD_COMPOSE=file              compose file of a Docker FreeSWITCH (set by `make
                                         integration`): the restart test runs `docker compose -f
-                                        file restart freeswitch`
+                                        file kill freeswitch`, then `... start freeswitch`
     ESL_GUARD_FS_RESTART='command'      or any shell command that restarts FreeSWITCH
+
+    ESL_GUARD_FS_BIN=/path/to/freeswitch instead of ESL_GUARD_FS: the suite starts its own
+                                        FreeSWITCH with freeswitch/ as its configuration
+                                        (fsproc.py), on 127.0.0.1 (ESL 8021, SIP 5080/5060)
+    ESL_GUARD_FS_MODDIR=dir             its module directory, when not the binary's default
 
 Nothing here touches the network at import time, so collecting the tests never fails.
 """
@@ -24,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SKIP_REASON = ("no FreeSWITCH: set ESL_GUARD_FS=host:port[:password] and ESL_GUARD_SIP=host:port, "
+SKIP_REASON = ("no FreeSWITCH: set ESL_GUARD_FS_BIN=/path/to/freeswitch (the suite starts it), "
+               "or ESL_GUARD_FS=host:port[:password] and ESL_GUARD_SIP=host:port, "
                "or run `make integration` with Docker")
 DEFAULT_ESL_PASSWORD = "ClueCon"
 DEFAULT_SIP_PASSWORD = "esl-guard-test"  # freeswitch/vars.xml default_password
@@ -48,6 +54,8 @@ class Target:
     sipp_ip: str
     restart_command: tuple[str, ...] | None
     restart_description: str | None
+    fs_bin: str | None = None       # ESL_GUARD_FS_BIN: the suite starts and restarts it itself
+    fs_moddir: str | None = None
 
     def __str__(self) -> str:
         return (f"FreeSWITCH ESL {self.esl_host}:{self.esl_port}, SIP {self.sip_host}:"
@@ -68,7 +76,7 @@ def _local_ip_towards(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
     except OSError as exc:
         raise TargetError(f"cannot resolve {host}: {exc}") from None
-    addr = infos[0][4][0]
+    addr = str(infos[0][4][0])
     if addr.startswith("127."):
         return "127.0.0.1"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -80,9 +88,20 @@ def _local_ip_towards(host: str, port: int) -> str:
 
 
 def target_from_env(environ: Mapping[str, str] | None = None) -> Target | None:
-    """The configured target; None when ESL_GUARD_FS is not set (the suite is skipped)."""
+    """The configured target; None when neither ESL_GUARD_FS nor ESL_GUARD_FS_BIN is set (the
+    suite is skipped)."""
     env = os.environ if environ is None else environ
     fs = env.get("ESL_GUARD_FS", "").strip()
+    fs_bin = env.get("ESL_GUARD_FS_BIN", "").strip()
+    if fs_bin:
+        if fs:
+            raise TargetError("ESL_GUARD_FS and ESL_GUARD_FS_BIN are both set: ESL_GUARD_FS names "
+                              "a running FreeSWITCH, ESL_GUARD_FS_BIN one the suite starts")
+        # the addresses of freeswitch/vars.xml, which the suite's own FreeSWITCH runs with
+        return Target("127.0.0.1", 8021, DEFAULT_ESL_PASSWORD, "127.0.0.1", 5080, "127.0.0.1",
+                      5060, DEFAULT_SIP_PASSWORD, "127.0.0.1", None,
+                      f"the suite's own FreeSWITCH ({fs_bin}): SIGKILL, then start again",
+                      fs_bin, env.get("ESL_GUARD_FS_MODDIR", "").strip() or None)
     if not fs:
         return None
     parts = fs.split(":", 2)
@@ -104,9 +123,11 @@ def target_from_env(environ: Mapping[str, str] | None = None) -> Target | None:
         described = env["ESL_GUARD_FS_RESTART"].strip()
         restart = ("sh", "-c", described)
     elif env.get("ESL_GUARD_COMPOSE", "").strip():
-        compose = env["ESL_GUARD_COMPOSE"].strip()
-        restart = ("docker", "compose", "-f", compose, "restart", "freeswitch")
-        described = shlex.join(restart)
+        # kill (SIGKILL), not restart (SIGTERM): the calls end without esl-guard seeing it
+        compose = shlex.quote(env["ESL_GUARD_COMPOSE"].strip())
+        described = (f"docker compose -f {compose} kill freeswitch && "
+                     f"docker compose -f {compose} start freeswitch")
+        restart = ("sh", "-c", described)
     return Target(esl_host, esl_port, esl_password, sip_host, sip_port, auth_host, auth_port,
                   env.get("ESL_GUARD_SIP_PASSWORD", "") or DEFAULT_SIP_PASSWORD, sipp_ip,
                   restart, described)

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 CONF = HERE / "freeswitch"
 REPO = HERE.parents[1]
 SHIPPED_LOCK_CHECK = REPO / "conf" / "dialplan-locked-accounts.xml"
-MODULES = {"mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_commands",
+MODULES = {"mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
+           "mod_commands",
            "mod_dptools", "mod_hash", "mod_dialplan_xml", "mod_sndfile", "mod_native_file",
            "mod_tone_stream"}
 
@@ -170,10 +171,11 @@ def test_9001_answers_and_holds_until_the_caller_hangs_up(root: ET.Element, cont
     pytest.fail(f"no 9001 in context {context}")
 
 
-def test_compose_file_pins_the_image_and_mounts_this_config() -> None:
+def test_compose_file_builds_the_dockerfile_and_mounts_this_config() -> None:
     text = (HERE / "docker-compose.yml").read_text()
-    assert re.search(r"^    image: \$\{ESL_GUARD_FS_IMAGE:-safarov/freeswitch:1\.10\.12\}$", text,
-                     re.M), "the FreeSWITCH image must stay pinned (see its comment)"
+    assert re.search(r"^    build:\n      context: \.\n      dockerfile: Dockerfile$", text, re.M)
+    assert re.search(r"^    image: esl-guard-it-freeswitch:1\.10\.12$", text, re.M), \
+        "the image is the one built here, never pulled"
     assert re.search(r"^    network_mode: host$", text, re.M)
     assert re.search(r"^      - \./freeswitch:/etc/freeswitch:ro$", text, re.M)
     try:
@@ -182,3 +184,27 @@ def test_compose_file_pins_the_image_and_mounts_this_config() -> None:
         return
     fs = yaml.safe_load(text)["services"]["freeswitch"]
     assert fs["network_mode"] == "host" and "./freeswitch:/etc/freeswitch:ro" in fs["volumes"]
+
+
+# The build of the captures (tests/fixtures/esl/FIXTURES-README.md) and of ../shared/freeswitch
+SOURCE_COMMITS = {"FREESWITCH_COMMIT": "a88d069d6ffb74df797bcaf001f7e63181c07a09",
+                  "SOFIA_SIP_COMMIT": "6198851a610b7889c17e2d98fb84617bc1dd7aec",
+                  "SPANDSP_COMMIT": "0d2e6ac65e0e8f53d652665a743015a88bf048d4"}
+BUILT_MODULES = MODULES | {"mod_db", "mod_expr"}
+
+
+def test_dockerfile_builds_the_captures_freeswitch_from_source() -> None:
+    """No third-party image, the source commits of the captures' build, its 14 modules (every
+    module the configuration loads among them), and every path on FreeSWITCH's command line."""
+    text = (HERE / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["debian:12", "debian:12-slim"]
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    assert {k: args.get(k) for k in SOURCE_COMMITS} == SOURCE_COMMITS
+    built = set(re.findall(r"^      \w+/(mod_\w+) \\$", text, re.M))
+    assert built == BUILT_MODULES, built ^ BUILT_MODULES
+    cmd = text[text.index("CMD ["):]
+    for option in ("-conf", "-mod", "-log", "-run", "-base", "-db", "-storage", "-cache",
+                   "-temp", "-sounds", "-recordings", "-certs", "-scripts", "-grammar",
+                   "-htdocs", "-nonat", "-nc", "-nf"):
+        assert f'"{option}"' in cmd, option
+    assert '"-conf", "/etc/freeswitch"' in cmd

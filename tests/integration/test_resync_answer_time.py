@@ -1,10 +1,11 @@
 """A call already up when esl-guard starts is timed from its real answer (issue 11, item 8),
 against a real FreeSWITCH with a sipp call.
 
-Extension 9006 rings 5 s before it answers.  `show channels` gives only the creation time;
-esl-guard asks `uuid_dump` for the answer time.  The daemon starts once the call is older than
-its account's max_call_duration counted from its creation, but not from its answer: it must
-hang the call up max_call_duration after the answer FreeSWITCH reports, not at once.
+Extension 9006 rings 3 s before it answers.  `show channels` gives only the creation time;
+esl-guard asks `uuid_dump` for the answer time.  The daemon starts once the call is answered:
+timed from its creation it would be hung up 3 s early (LIMIT after its creation), timed from
+its answer it is hung up LIMIT after the answer FreeSWITCH reports (or at once, should the
+daemon take longer than LIMIT to start on a loaded machine).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 if (_skip := module_skip_reason()) is not None:
     pytest.skip(_skip, allow_module_level=True)
 
-LIMIT = 6.0  # max_call_duration; 9006 rings 5 s first
+LIMIT = 12.0  # max_call_duration; 9006 rings 3 s first
 
 
 def dumped_times(target: Target, account: str) -> tuple[str, float, float] | None:
@@ -47,18 +48,19 @@ def test_a_call_found_by_the_first_resync_is_timed_from_its_answer(
     sipp = place_calls("ring", account, dest="9006", hold_ms=30000).start()
     uuid, created, answered = eslsock.poll(lambda: dumped_times(fs_target, account), 20,
                                            what="the call to 9006 answered")
-    assert answered - created >= 4.5, (created, answered)
-    # older than LIMIT since its creation, younger than LIMIT since its answer
-    eslsock.poll(lambda: time.time() - created >= LIMIT + 0.5, 10, what="the call aged")
-    guard = GuardProcess(tmp_path / "guard", fs_target, {account: {"max_call_duration": "6s"}})
+    assert answered - created >= 2.5, (created, answered)
+    guard = GuardProcess(tmp_path / "guard", fs_target,
+                         {account: {"max_call_duration": f"{LIMIT:g}s"}})
     guard.start()
+    started = time.time()  # connected, initial resync done
     try:
         rows = guard.wait_audit(account, lambda r: len(kinds(r, "hangup")) >= 1, timeout=30)
         [hangup] = kinds(rows, "hangup", "max_call_duration")
         assert hangup["uuid"] == uuid
         up = hangup["epoch"] - answered
         assert up >= LIMIT - 0.3, f"hung up {up:.1f}s after the answer: timed from creation"
-        assert up < LIMIT + 5, f"hung up {up:.1f}s after the answer"
+        assert up < max(LIMIT, started - answered) + 3, \
+            f"hung up {up:.1f}s after the answer\n{guard.tail(60)}"
         res = sipp.wait()
         assert [o.outcome for o in res.outcomes] == ["remote_bye"], res.describe()
     finally:

@@ -1,0 +1,100 @@
+"""Record a real FreeSWITCH's event socket while sipp places calls, in the format of
+tests/fixtures/esl (NAME.bin: every byte received; NAME.sent.tsv: every command sent).
+
+    unshare -n bash -c 'ip link set lo up; ESL_GUARD_FS_BIN=../shared/freeswitch/bin/freeswitch \\
+        ESL_GUARD_FS_MODDIR=../shared/freeswitch/mod .venv/bin/python -m tests.integration.capture \\
+        plain_loopback OUTDIR'
+
+plain_loopback: `event plain ALL`, then one call of account `acct1` to extension 9007 (a bridge
+through loopback/ channels to 9001), held 3 s by the caller; 1.5 s after the call started (the
+three channels answered) `api show channels as json`; 1 s after sipp's end, `exit`.  A plain
+socket, no ESL library.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.integration import eslsock
+from tests.integration.fsproc import LocalFreeSwitch
+from tests.integration.sipprun import Sipp
+from tests.integration.target import target_from_env
+
+
+class Recorder:
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=0.2)
+        self.received = bytearray()
+        self.sent: list[tuple[int, float, str]] = []
+        self.t0 = time.monotonic()
+
+    def pump(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return
+            self.received += chunk
+
+    def send(self, command: str) -> None:
+        self.sent.append((len(self.received), time.monotonic() - self.t0, command + "\n\n"))
+        self.sock.sendall(command.encode() + b"\n\n")
+
+    def until_eof(self, timeout: float = 5.0) -> None:
+        self.pump(timeout)  # returns at EOF
+        self.sock.close()
+
+    def save(self, outdir: Path, name: str) -> None:
+        (outdir / f"{name}.bin").write_bytes(bytes(self.received))
+        with open(outdir / f"{name}.sent.tsv", "w") as tsv:
+            for offset, t, command in self.sent:
+                tsv.write(f"{offset}\t{t:.3f}\t{json.dumps(command)}\n")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "plain_loopback":
+        print("usage: python -m tests.integration.capture plain_loopback OUTDIR", file=sys.stderr)
+        return 2
+    outdir = Path(argv[1])
+    target = target_from_env()
+    if target is None or target.fs_bin is None:
+        print("capture: set ESL_GUARD_FS_BIN (and ESL_GUARD_FS_MODDIR)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        fs = LocalFreeSwitch(target.fs_bin, Path(tmp) / "fs", target.fs_moddir)
+        fs.start()
+        try:
+            eslsock.wait_ready(target, 30)
+            rec = Recorder(target.esl_host, target.esl_port)
+            rec.pump(0.3)
+            rec.send(f"auth {target.esl_password}")
+            rec.pump(0.3)
+            rec.send("event plain ALL")
+            rec.pump(0.5)
+            sipp = Sipp.uac("loopback", "uac_hold.xml", remote=(target.sip_host, target.sip_port),
+                            local_ip=target.sipp_ip, workdir=Path(tmp), account="acct1",
+                            dest="9007", hold_ms=3000).start()
+            rec.pump(1.5)
+            rec.send("api show channels as json")
+            while sipp.proc is not None and sipp.proc.poll() is None:
+                rec.pump(0.2)
+            res = sipp.wait()
+            rec.pump(1.0)
+            rec.send("exit")
+            rec.until_eof()
+            rec.save(outdir, "plain_loopback")
+            print(res.describe())
+            return 0 if res.counts() == {"caller_bye": 1} else 1
+        finally:
+            fs.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
