@@ -288,8 +288,10 @@ class Guard:
             return
         # The answer lags behind events: the tracker keeps calls first seen shortly before it
         # was asked for, and never brings back calls seen to end (policy.calls).  A brand-new
-        # call it does not know yet is left to its events.
-        rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}))
+        # call it does not know yet is left to its events, except by the first list that
+        # succeeds after a connect (events from before the subscription never come).
+        if st.ok:
+            rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}))
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
