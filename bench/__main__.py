@@ -136,11 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 20 s")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON}")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--detectors", action="store_true",
+                        help="every detector (issue 13) configured for every account")
     args = parser.parse_args(argv)
+    if args.detectors:
+        from bench import stream
+
+        stream.use_detectors()
     sz = QUICK if args.quick else FULL
     net.quiet_logging()
     started = time.monotonic()
-    print(f"esl-guard benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} CPUs, "
+    print(f"esl-guard benchmark ({'quick' if args.quick else 'full'}"
+          f"{', every detector on' if args.detectors else ''}), {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}", flush=True)
     try:
         res = network(sz)

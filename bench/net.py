@@ -19,8 +19,8 @@ import gevent.socket
 from gevent.event import Event
 from greenswitch import InboundESL
 
-from bench import sender
-from bench.stream import NODE, OVER_ACCOUNT, OVER_LIMITS, PASSWORD, POLICY
+from bench import sender, stream
+from bench.stream import NODE, OVER_ACCOUNT, PASSWORD
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import GuardESL
 from esl_guard.events import CALL_EVENTS, SUBSCRIPTION
@@ -110,7 +110,8 @@ class BenchGuard(Guard):
 def bench_config(port: int) -> Config:
     node = NodeConfig(name=NODE, port=port, password=PASSWORD, resync_interval=3600.0,
                       heartbeat_interval=3600.0)
-    return Config(nodes=(node,), policy=POLICY, accounts={OVER_ACCOUNT: OVER_LIMITS})
+    return Config(nodes=(node,), policy=stream.POLICY,
+                  accounts={OVER_ACCOUNT: stream.OVER_LIMITS})
 
 
 def quiet_logging() -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 import uuid as uuidlib
+from dataclasses import replace
 
-from esl_guard.model import Limits, Rate
+from esl_guard.model import Limits, Patterns, Rate
 from esl_guard.simulator import render_event
 
 PASSWORD = "ClueCon"
@@ -24,6 +25,22 @@ BASE_US = 1_795_000_000_000_000  # a fixed Event-Date-Timestamp: the stream is r
 #: The policy of every measurement: all three call limits on, none reached by normal traffic.
 POLICY = Limits(max_concurrent_calls=50, max_call_duration=3600.0, max_call_rate=Rate(1000, 1.0))
 OVER_LIMITS = Limits(max_concurrent_calls=0)
+
+#: ``--detectors``: every detector of issue 13 on for every account as well, none reached by the
+#: stream (every call dials 9001 from 127.0.0.1 in context public with caller ID sipN, and ends
+#: within seconds, so each one goes through the short-call window and the inbound count).
+DETECTORS = replace(
+    POLICY, max_distinct_destinations=Rate(1000, 60.0), max_short_calls=Rate(1000, 1.0),
+    max_sequential_destinations=1000, max_source_ips=Rate(10, 60.0),
+    caller_id_allowed=Patterns(("sip*",)), max_inbound_concurrent_calls=1000,
+    inbound_contexts=frozenset({"public"}))
+
+
+def use_detectors() -> None:
+    """Measure with :data:`DETECTORS` for every account (the breaching one too)."""
+    global POLICY, OVER_LIMITS
+    POLICY = DETECTORS
+    OVER_LIMITS = replace(DETECTORS, max_concurrent_calls=0)
 
 PLACEHOLDER_UUID = "00000000-0000-4000-8000-000000000000"
 

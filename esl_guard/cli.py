@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from esl_guard import __version__
-from esl_guard.model import ActionKind, Rule
+from esl_guard.model import CLAUSE_NAMES, ActionKind, Rule
 from esl_guard.render import audit_table, iso, locks_table
 
 DEFAULT_CONF = "/etc/esl-guard/esl-guard.conf"
@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--until", metavar="WHEN", help="only rows before WHEN (same forms as "
                     "--since)")
     sp.add_argument("--limit", type=_positive, metavar="N", help="only the N most recent rows")
+    sp.add_argument("--clause", action="append", choices=CLAUSE_NAMES,
+                    help="only decisions under this clause of the policy (repeat for several)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp = command("status", "daemon state, nodes, active calls, busiest accounts, locks, "
                  "recent actions")
@@ -291,7 +293,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     account = _account(args.account) if args.account is not None else None
     store = _store(_load(args.config), create=False)
     rows = store.audit(account=account, since=since, until=until, kinds=args.kind,
-                       rules=args.rule, limit=args.limit)
+                       rules=args.rule, limit=args.limit, clauses=args.clause)
     if args.json:
         for row in rows:
             doc = dict(row)

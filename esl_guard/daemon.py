@@ -21,6 +21,7 @@ from esl_guard import __version__
 from esl_guard.config import Config, ConfigError, diff_config, load_config
 from esl_guard.logsetup import setup_logging
 from esl_guard.metrics import Metrics
+from esl_guard.notify import Webhook
 from esl_guard.policy import ESCALATION_WINDOW
 from esl_guard.sdnotify import Notifier
 from esl_guard.service import Guard
@@ -47,8 +48,9 @@ class Daemon:
         self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max)
         self.metrics.db_write_failures = lambda: self.writer.write_failures
         self.db = ThreadPool(2)  # LISTEN in one thread, reads and status in the other; the writer has its own
+        self.webhook = Webhook(config.notify, self.metrics) if config.notify else None
         self.guard = Guard(config, writer=self.writer, store=self.store, metrics=self.metrics,
-                           notifier=self.notifier)
+                           notifier=self.notifier, webhook=self.webhook)
         self.locks_loaded = False
         self._wake = Event()
         self._signals: list[int] = []
@@ -217,6 +219,8 @@ class Daemon:
                       self.config.metrics else "", self.config.metrics.port if
                       self.config.metrics else "", exc)
             return 1
+        if self.webhook is not None:
+            self.webhook.start()
         self.guard.start()
         self._spawn(self._lock_poller)
         self._spawn(self._status_loop)
@@ -248,8 +252,9 @@ class Daemon:
             return
         changes = diff_config(self.config, new)
         if new.database != self.config.database or new.metrics != self.config.metrics \
-                or new.logging != self.config.logging:
-            log.warning("reload: [database], [metrics] and [logging] changes need a restart")
+                or new.logging != self.config.logging or new.notify != self.config.notify:
+            log.warning("reload: [database], [notify], [metrics] and [logging] changes need a "
+                        "restart")
         self.config = new
         self.guard.reload(new)
         for line in changes or ["no changes"]:
@@ -264,6 +269,8 @@ class Daemon:
         self._report_status(stopped=time.time())
         if self._http is not None:
             self._http.stop(timeout=1)
+        if self.webhook is not None:
+            self.webhook.stop(timeout=2.0)
         if not self.writer.stop(timeout=10.0):
             log.error("audit rows could not be saved to the database or the journal")
         self.db.kill()

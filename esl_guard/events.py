@@ -31,6 +31,14 @@ _EVENT_NAME = b"Event-Name: "
 _UNIQUE_ID = b"\nUnique-ID: "
 _DIRECTION = b"\nCall-Direction: "
 _OTHER_LEG = b"\nOther-Leg-Unique-ID: "
+# Call facts read by the detectors (issue 13), only when an account's limits use them.  On a
+# real A-leg all four are on every channel event from CHANNEL_CREATE on (fixtures
+# plain_all_routing.bin, plain_bridged.bin); CHANNEL_STATE/CALLSTATE lack sip_network_ip.
+_DESTINATION = b"\nCaller-Destination-Number: "
+_CALLER_ID = b"\nCaller-Caller-ID-Number: "
+_NETWORK_IP = b"\nvariable_sip_network_ip: "
+_NETWORK_ADDR = b"\nCaller-Network-Addr: "
+_CONTEXT = b"\nCaller-Context: "
 _LOOPBACK_LEG = b"\nvariable_loopback_leg: "
 _LOOPBACK_FROM = b"\nvariable_other_loopback_from_uuid: "
 _UNSET = object()
@@ -91,7 +99,8 @@ def unique_id(body: bytes, end: int) -> str | None:
 class LazyEvent:
     """A call event whose ``account`` and ``b_leg`` are decoded on first use."""
 
-    __slots__ = ("name", "node", "uuid", "body", "end", "_account_key", "_account", "_b_leg")
+    __slots__ = ("name", "node", "uuid", "body", "end", "_account_key", "_account", "_b_leg",
+                 "_facts")
 
     def __init__(self, name: str, node: str, uuid: str, body: bytes, end: int,
                  account_key: bytes) -> None:
@@ -103,6 +112,7 @@ class LazyEvent:
         self._account_key = account_key
         self._account: object = _UNSET
         self._b_leg: bool | None = None
+        self._facts: dict[bytes, str | None] | None = None
 
     @property
     def account(self) -> str | None:
@@ -127,6 +137,34 @@ class LazyEvent:
         return (header_value(self.body, _OTHER_LEG, self.end)
                 or header_value(self.body, _LOOPBACK_FROM, self.end) or None)
 
+    # -- call facts: decoded when a detector first asks, then kept with the event
+    def _fact(self, key: bytes) -> str | None:
+        facts = self._facts
+        if facts is None:
+            facts = self._facts = {}
+        elif key in facts:
+            return facts[key]
+        value = facts[key] = header_value(self.body, key, self.end)
+        return value
+
+    @property
+    def destination(self) -> str | None:
+        """The dialled number (``Caller-Destination-Number``), a leading ``+`` kept."""
+        return self._fact(_DESTINATION)
+
+    @property
+    def caller_id(self) -> str | None:
+        return self._fact(_CALLER_ID)
+
+    @property
+    def source_ip(self) -> str | None:
+        """Where the call came from: ``variable_sip_network_ip``, else ``Caller-Network-Addr``."""
+        return self._fact(_NETWORK_IP) or self._fact(_NETWORK_ADDR) or None
+
+    @property
+    def context(self) -> str | None:
+        return self._fact(_CONTEXT)
+
 
 class EventDecoder:
     """Decodes plain event bodies for one node and one account variable."""
@@ -150,4 +188,5 @@ class EventDecoder:
         ev = self.lazy(body, name)
         if ev is None:
             return None
-        return CallEvent(name, self.node, ev.uuid, ev.account, ev.b_leg, ev.other_leg)
+        return CallEvent(name, self.node, ev.uuid, ev.account, ev.b_leg, ev.other_leg,
+                         ev.destination, ev.caller_id, ev.source_ip, ev.context)

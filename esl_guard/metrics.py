@@ -1,5 +1,6 @@
-"""Prometheus metrics (prometheus-client).  Labels stay bounded: node, rule, action, event name
-(only the names we subscribe to), result -- never an account."""
+"""Prometheus metrics (prometheus-client).  Labels stay bounded: node, rule, action, clause (the
+fixed ``model.CLAUSE_NAMES``), event name (only the names we subscribe to), result -- never an
+account."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -44,9 +45,13 @@ class Metrics:
                                 "Channels that ended without ever carrying an account",
                                 lambda: self.untracked_ended()))
         self.actions = Counter("esl_guard_actions_total", "Enforcement actions",
-                               ["rule", "action", "dry_run"], registry=r)
+                               ["rule", "action", "dry_run", "clause"], registry=r)
         self.violations = Counter("esl_guard_violations_total", "Policy violations",
-                                  ["rule", "dry_run"], registry=r)
+                                  ["rule", "dry_run", "clause"], registry=r)
+        self.notifications = Counter("esl_guard_notifications_total",
+                                     "Webhook notifications by result (sent, failed, dropped: "
+                                     "queue full, suppressed: within min_interval)", ["result"],
+                                     registry=r)
         self.locks_active = Gauge("esl_guard_locks_active", "Accounts locked now", registry=r)
         self.connected = Gauge("esl_guard_esl_connected", "1 when the node's ESL session is up",
                                ["node"], registry=r)

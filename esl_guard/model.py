@@ -5,6 +5,8 @@ Data flows one way: ESL frame -> CallEvent -> Tracker -> Action -> (ESL command,
 from __future__ import annotations
 
 import enum
+import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,24 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.count}/{format_duration(self.window)}"
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """Shell-style patterns (``caller_id_allowed = +4420* 02079460000``): ``matches`` is true
+    when the text matches at least one (case-sensitive, ``*`` ``?`` ``[...]``)."""
+
+    patterns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        regex = "|".join(fnmatch.translate(p) for p in self.patterns)
+        object.__setattr__(self, "_regex", re.compile(regex).match)
+
+    def matches(self, text: str) -> bool:
+        return self._regex(text) is not None  # type: ignore[attr-defined,no-any-return]
+
+    def __str__(self) -> str:
+        return " ".join(self.patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +58,28 @@ class Limits:
     lock_duration: float | None = 3600.0
     lock_escalation: float = 1.0
     lock_duration_max: float | None = None
+    # Detectors (issue 13): absent = off.
+    max_distinct_destinations: Rate | None = None
+    max_short_calls: Rate | None = None
+    short_call: float = 6.0
+    max_sequential_destinations: int | None = None
+    max_source_ips: Rate | None = None
+    caller_id_allowed: Patterns | None = None
+    max_inbound_concurrent_calls: int | None = None
+    inbound_contexts: frozenset[str] | None = None
+    warn_only: frozenset[str] | None = None  # rule names: logged, audited, notified, no hangup
 
 
 class Rule(str, enum.Enum):
     CONCURRENCY = "max_concurrent_calls"
     RATE = "max_call_rate"
     DURATION = "max_call_duration"
+    DISTINCT_DESTINATIONS = "max_distinct_destinations"
+    SHORT_CALLS = "max_short_calls"
+    SEQUENTIAL_DESTINATIONS = "max_sequential_destinations"
+    SOURCE_IPS = "max_source_ips"
+    CALLER_ID = "caller_id_allowed"
+    INBOUND_CONCURRENCY = "max_inbound_concurrent_calls"
     LOCKED = "locked"
     LOCK_AFTER = "lock_after"
     MANUAL = "manual"
@@ -56,10 +92,26 @@ CLAUSES: dict[str, str] = {
     "max_concurrent_calls": "denial_of_service",
     "max_call_rate": "denial_of_service",
     "max_call_duration": "network_use",
+    "max_distinct_destinations": "mass_calling",
+    "max_short_calls": "mass_calling",
+    "max_sequential_destinations": "mass_calling",
+    "max_source_ips": "shared_credentials",
+    "caller_id_allowed": "impersonation",
+    "max_inbound_concurrent_calls": "hosting",
     "locked": "locked",
     "lock_after": "locked",
     "manual": "locked",
 }
+
+#: Every clause, in the order of the Acceptable Usage Policy (bounded metric label values).
+CLAUSE_NAMES: tuple[str, ...] = ("mass_calling", "denial_of_service", "impersonation",
+                                 "shared_credentials", "network_use", "hosting", "locked")
+
+#: Rules whose violations ``warn_only`` may turn into warnings.
+WARNABLE_RULES: tuple[str, ...] = (
+    "max_concurrent_calls", "max_call_rate", "max_call_duration", "max_distinct_destinations",
+    "max_short_calls", "max_sequential_destinations", "max_source_ips", "caller_id_allowed",
+    "max_inbound_concurrent_calls")
 
 
 def clause_of(rule: Rule | str | None) -> str | None:
@@ -74,6 +126,7 @@ class ActionKind(str, enum.Enum):
     HANGUP = "hangup"
     LOCK = "lock"
     UNLOCK = "unlock"
+    WARN = "warn"  # a violation of a rule listed in warn_only: no call is touched
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +144,10 @@ class CallEvent:
     account: str | None = None
     b_leg: bool = False
     other_leg: str | None = None
+    destination: str | None = None  # Caller-Destination-Number, as dialled ("+" kept)
+    caller_id: str | None = None    # Caller-Caller-ID-Number
+    source_ip: str | None = None    # variable_sip_network_ip, else Caller-Network-Addr
+    context: str | None = None      # Caller-Context (the dialplan context of the A-leg)
 
 
 @dataclass(slots=True)
@@ -159,7 +216,7 @@ class AuditRecord:
     event_id: str
     time: float  # epoch seconds, UTC
     account: str
-    kind: str    # violation | hangup | lock | unlock
+    kind: str    # violation | hangup | lock | unlock | warn
     rule: str | None = None
     uuid: str | None = None
     node: str | None = None
@@ -168,6 +225,7 @@ class AuditRecord:
     observed: str | None = None
     detail: str = ""
     origin: str = "auto"  # auto | manual | expiry | system
+    clause: str | None = None  # the policy clause of the rule (model.CLAUSES)
 
     @classmethod
     def from_action(cls, action: Action, event_id: str, time: float,
@@ -176,7 +234,7 @@ class AuditRecord:
                    kind=action.kind.value, rule=action.rule.value if action.rule else None,
                    uuid=action.uuid, node=action.node, dry_run=action.dry_run,
                    limit=action.limit, observed=action.observed, detail=action.detail,
-                   origin=origin)
+                   origin=origin, clause=action.clause or clause_of(action.rule))
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> AuditRecord:
@@ -185,7 +243,8 @@ class AuditRecord:
                    kind=str(m["kind"]), rule=m.get("rule"), uuid=m.get("uuid"),
                    node=m.get("node"), dry_run=bool(m.get("dry_run", False)),
                    limit=m.get("limit"), observed=m.get("observed"),
-                   detail=str(m.get("detail") or ""), origin=str(m.get("origin") or "auto"))
+                   detail=str(m.get("detail") or ""), origin=str(m.get("origin") or "auto"),
+                   clause=m.get("clause") or clause_of(m.get("rule")))
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (``audit --json``)."""
@@ -199,7 +258,7 @@ class AuditRecord:
 
 
 AUDIT_FIELDS: tuple[str, ...] = ("event_id", "time", "account", "kind", "rule", "uuid", "node",
-                                 "dry_run", "limit", "observed", "detail", "origin")
+                                 "dry_run", "limit", "observed", "detail", "origin", "clause")
 
 
 def format_duration(seconds: float) -> str:

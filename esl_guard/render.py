@@ -47,7 +47,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return [line(header)] + [line(r) for r in body]
 
 
-AUDIT_HEADER = ("TIME", "KIND", "ACCOUNT", "RULE", "LIMIT", "SEEN", "UUID", "NODE", "DETAIL")
+AUDIT_HEADER = ("TIME", "KIND", "ACCOUNT", "RULE", "CLAUSE", "LIMIT", "SEEN", "UUID", "NODE",
+                "DETAIL")
 
 
 def audit_table(rows: Iterable[Mapping[str, Any]], *, utc: bool = False,
@@ -58,7 +59,7 @@ def audit_table(rows: Iterable[Mapping[str, Any]], *, utc: bool = False,
         kind = str(r["kind"]) + (" (dry run)" if r.get("dry_run") else "")
         uuid = r.get("uuid") or "-"
         out.append((iso(r["time"], utc=utc), kind, str(r["account"]), r.get("rule") or "-",
-                    _opt(r.get("limit")), _opt(r.get("observed")),
+                    r.get("clause") or "-", _opt(r.get("limit")), _opt(r.get("observed")),
                     uuid[:8] if short_uuid else uuid, r.get("node") or "-",
                     " ".join(str(r.get("detail") or "").split())))
     return table(AUDIT_HEADER, out)

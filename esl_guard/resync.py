@@ -58,7 +58,9 @@ def not_too_new(rows: list[ChannelRow], known: Container[str], min_age: float = 
     of events it has queued for the same connection, so ``show channels`` may list (with its
     account) a call whose CHANNEL_CREATE is still on its way.  Adopted from the answer, such a
     call would skip the policy; left out, its events bring it in and put it through the
-    policy.  A channel whose events never come is adopted by a later reconciliation."""
+    policy.  A channel whose events never come is adopted by a later reconciliation.  The
+    caller lowers ``min_age`` to the age of its event connection: a call older than that
+    started before the subscription, so no CHANNEL_CREATE of it is on its way."""
     return [r for r in rows if r.uuid in known or r.age >= min_age]
 
 

@@ -22,10 +22,10 @@ from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.metrics import Metrics
-from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock
+from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import ended_horizon, needs_answer_time, node_lost, recheck_after
-from esl_guard.resync import ResyncError, not_too_new
+from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
 from esl_guard.safety import describe_account, is_safe_account, is_uuid
 from esl_guard.snapshot import retry_delay
 from esl_guard.tracker import Tracker
@@ -47,12 +47,14 @@ class NodeSync:
     down_since: float | None = None  # the link went down then (monotonic); None: up or lost
     ok: bool = False
     failures: int = 0               # reconciliations failed in a row (retried within seconds)
+    asked: float = 0.0              # wall time the latest channel list was asked for
 
 
 class Guard:
     def __init__(self, config: Config, *, writer: Any = None, store: Any = None,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, notifier: Any = None) -> None:
+                 wall: Callable[[], float] = time.time, notifier: Any = None,
+                 webhook: Any = None) -> None:
         self.config = config
         self.writer = writer
         self.store = store
@@ -60,6 +62,7 @@ class Guard:
         self.clock = clock
         self.wall = wall
         self.notifier = notifier
+        self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
         self.tracker = Tracker(config.limits_for, wall)
         self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
         self._set_ended_memory(config)
@@ -212,6 +215,7 @@ class Guard:
         """The node's channel list, over a connection of its own (hangups never wait for it),
         or why not; after a failure the next try is within seconds (backing off up to
         resync_interval)."""
+        st.asked = self.wall()
         try:
             return link.fetch_channels(self.config.account_variable, self.wall,
                                        self._answer_unknown(link.name))
@@ -288,10 +292,11 @@ class Guard:
             return
         # The answer lags behind events: the tracker keeps calls first seen shortly before it
         # was asked for, and never brings back calls seen to end (policy.calls).  A brand-new
-        # call it does not know yet is left to its events, except by the first list that
-        # succeeds after a connect (events from before the subscription never come).
-        if st.ok:
-            rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}))
+        # call it does not know yet is left to its events; one older than this connection has
+        # none coming (its CHANNEL_CREATE came before we subscribed) and is adopted at once.
+        since = st.asked - (link.connected_since or 0.0)  # rows' ages are from after `asked`
+        rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}),
+                           min(ADOPT_AFTER, max(0.0, since)))
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
@@ -342,26 +347,37 @@ class Guard:
             self._log_action(action)
             if not action.extra.get("recorded"):
                 self._record(action)
+            clause = action.clause or clause_of(action.rule) or "none"
             self.metrics.actions.labels(action.rule.value if action.rule else "none",
-                                        action.kind.value, str(action.dry_run).lower()).inc()
+                                        action.kind.value, str(action.dry_run).lower(),
+                                        clause).inc()
             if action.kind is ActionKind.VIOLATION:
                 self.metrics.violations.labels(action.rule.value if action.rule else "none",
-                                               str(action.dry_run).lower()).inc()
+                                               str(action.dry_run).lower(), clause).inc()
             elif action.kind is ActionKind.LOCK and not action.dry_run:
                 for link in self.links.values():
                     self._push_lock(link, action.account, action.until)
             elif action.kind is ActionKind.UNLOCK and not action.dry_run:
                 for link in self.links.values():
                     self._hash_delete(link, action.account)
+            if self.webhook is not None:
+                self.webhook.submit(action, self._usage(action.account))
             self.recent.append({"time": self.wall(), "kind": action.kind.value,
                                 "account": action.account,
                                 "rule": action.rule.value if action.rule else None,
+                                "clause": clause if clause != "none" else None,
                                 "uuid": action.uuid, "node": action.node,
                                 "dry_run": action.dry_run})
 
+    def _usage(self, account: str) -> dict[str, Any]:
+        """The account's usage at this moment, for a notification."""
+        return {"active_calls": self.tracker.active(account),
+                "locked": self.tracker.is_locked(account)}
+
     def _log_action(self, a: Action) -> None:
         parts = [f"{a.kind.value}:", f"account={describe_account(a.account)}",
-                 f"rule={a.rule.value if a.rule else '-'}"]
+                 f"rule={a.rule.value if a.rule else '-'}",
+                 f"clause={a.clause or clause_of(a.rule) or '-'}"]
         if a.limit is not None:
             parts.append(f"limit={a.limit}")
         if a.observed is not None:

@@ -102,11 +102,19 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
                        f"{lk.reason}")
     else:
         out.append("active locks: none")
+    by_clause: dict[str, int] = {}
+    for r in store.audit(since=now - 3600, kinds=("violation", "warn", "lock")):
+        if r.get("clause"):
+            by_clause[r["clause"]] = by_clause.get(r["clause"], 0) + 1
+    if by_clause:
+        out.append("")
+        out.append("decisions by clause (last hour): " + ", ".join(
+            f"{clause} {n}" for clause, n in sorted(by_clause.items())))
     recent = store.audit(since=now - 3600, limit=10)
     out.append("")
     out.append("recent actions (last hour):" if recent else "recent actions: none in the last hour")
     for r in recent:
         out.append(f"  {iso(r['time'], utc=utc)} {r['kind']:<9} {r['account']:<20} "
-                   f"{r.get('rule') or '-':<22} {r.get('uuid') or ''}"
+                   f"{r.get('rule') or '-':<28} {r.get('clause') or '-':<18} {r.get('uuid') or ''}"
                    f"{' (dry run)' if r.get('dry_run') else ''}")
     return "\n".join(out)

@@ -17,13 +17,15 @@ import heapq
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from esl_guard.events import END_EVENTS
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
 from esl_guard.policy import (
     ESCALATION_WINDOW,
     AccountView,
+    CallFacts,
+    RecentCalls,
     Verdict,
     admit,
     adopt,
@@ -31,13 +33,19 @@ from esl_guard.policy import (
     check_duration,
     check_lock_after,
     check_lock_expiry,
+    check_short_call_end,
     counts_as_attempt,
     due_hangups,
     duration_deadline,
     ended_horizon,
+    is_inbound,
+    is_short,
+    is_warning,
     keeps_unlisted,
     lock_active,
     release_at,
+    sequential_run,
+    uses_recent,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
@@ -58,12 +66,25 @@ class CallEventLike(Protocol):
     def account(self) -> str | None: ...
     @property
     def b_leg(self) -> bool: ...
+    # Optional (a LazyEvent, a CallEvent): destination, caller_id, source_ip, context, the
+    # call facts the detectors read; an event without them (a replayed CDR) has none.
 
 
 class Call(TimerNode):
-    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account."""
+    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
 
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct", "seen")
+    Its facts (destination, caller ID, ...) are only read while its admission is decided
+    (:class:`Admitting`); nothing of the event is kept.  ``inbound``: a call to the account
+    (hosting detector); ``watch_end``: its end goes through the short-call detector.
+    """
+
+    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
+                 "inbound", "watch_end", "seen")
+    # A call outside its admission has no facts (CallFacts).
+    destination: str | None = None
+    caller_id: str | None = None
+    source_ip: str | None = None
+    context: str | None = None
 
     def __init__(self, node: str, uuid: str, seen: float | None = None) -> None:
         self.node = node
@@ -74,10 +95,49 @@ class Call(TimerNode):
         self.counted = False
         self.doomed = False  # a hangup was decided (or would have been, in dry run)
         self.acct: AccountState | None = None
+        self.inbound = False
+        self.watch_end = False
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
         self.tnext = None
+
+
+
+_FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
+
+
+class Admitting:
+    """The :class:`~esl_guard.policy.CallFacts` of a call while its admission is decided: its
+    uuid, node and answer time, and the facts of the event that made its account known,
+    decoded on first use and then kept as plain attributes (a detector may read one several
+    times).  Without an event (a resync), every fact is None."""
+
+    def __init__(self, call: Call, ev: CallEventLike | None) -> None:
+        self.uuid = call.uuid
+        self.node = call.node
+        self.answered = call.answered
+        self._ev = ev
+
+    def __getattr__(self, name: str) -> str | None:
+        if name not in _FACTS:
+            raise AttributeError(name)
+        value: str | None = getattr(self._ev, name, None)
+        setattr(self, name, value)
+        return value
+
+    if TYPE_CHECKING:  # for the CallFacts protocol (set on first use by __getattr__)
+        destination: str | None
+        caller_id: str | None
+        source_ip: str | None
+        context: str | None
+
+
+def needs_facts(limits: Limits) -> bool:
+    """Whether a rule on for these limits reads the facts of the call being admitted."""
+    return (limits.caller_id_allowed is not None or limits.max_inbound_concurrent_calls is not None
+            or limits.max_source_ips is not None or limits.max_distinct_destinations is not None
+            or limits.max_sequential_destinations is not None)
 
 
 #: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
@@ -88,7 +148,7 @@ TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
 class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations", "idle_since", "queued")
+    __slots__ = ("name", "calls", "creations", "violations", "recent", "idle_since", "queued")
 
     def __init__(self, name: str, now: float) -> None:
         self.name = name                     # every Call of the account shares this string
@@ -99,6 +159,7 @@ class AccountState:
         self.violations: list[float] | None = None
         self.idle_since = now                # when its last live call ended
         self.queued = False                  # in the tracker's idle queue
+        self.recent: RecentCalls | None = None  # only while a detector with memory is on
 
 
 class Tracker:
@@ -158,11 +219,11 @@ class Tracker:
                                self.lock_history.get(account, ()), call)
         return self._view(st, call)
 
-    def _view(self, st: AccountState, call: Call | None) -> AccountView:
+    def _view(self, st: AccountState, call: CallFacts | None) -> AccountView:
         account = st.name
         return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
                            self.locks.get(account), self.fail_closed,
-                           self.lock_history.get(account, ()), call)
+                           self.lock_history.get(account, ()), call, st.recent)
 
     def busiest(self, n: int = 10) -> list[tuple[str, int]]:
         return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
@@ -187,12 +248,11 @@ class Tracker:
         if name in END_EVENTS:
             if call is B_LEG:
                 del calls[uuid]
+            elif call.watch_end:
+                return False  # the short-call detector decides: on_event
             else:
                 self._drop(calls, call, now)
-            ended = self.ended.get(node)
-            if ended is None:
-                ended = self.ended[node] = OrderedDict()
-            ended[uuid] = now
+            self._remember_end(node, uuid, now)
             return True
         if call is B_LEG:
             return True
@@ -203,6 +263,12 @@ class Tracker:
             self._arm_duration(call, now)
         return True
 
+    def _remember_end(self, node: str, uuid: str, now: float) -> None:
+        ended = self.ended.get(node)
+        if ended is None:
+            ended = self.ended[node] = OrderedDict()
+        ended[uuid] = now
+
     def on_event(self, ev: CallEventLike, now: float) -> list[Action]:
         """Apply one channel event.  ``ev.account`` and ``ev.b_leg`` are read only when needed
         (a LazyEvent decodes them on first use)."""
@@ -212,6 +278,8 @@ class Tracker:
         if calls is None:
             calls = self.nodes[ev.node] = {}
         call = calls.get(ev.uuid)
+        if call is not None and call.watch_end and ev.name in END_EVENTS:
+            return self._end_watched(calls, call, now)
         if call is None:
             if ev.b_leg:
                 calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
@@ -221,7 +289,7 @@ class Tracker:
         if call.account is None:
             account = ev.account
             if account:
-                actions = self._learn_account(call, account, now)
+                actions = self._learn_account(call, account, now, ev)
         if call.answered is None and ev.name == "CHANNEL_ANSWER":
             call.answered = now
             self._arm_duration(call, now)
@@ -249,14 +317,32 @@ class Tracker:
             if not st.calls:
                 self._went_idle(st, now)
 
-    def _learn_account(self, call: Call, account: str, now: float) -> list[Action]:
+    def _learn_account(self, call: Call, account: str, now: float,
+                       ev: CallEventLike | None = None) -> list[Action]:
         """The account of a call followed from its events became known: admission
-        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot."""
+        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot.  ``ev``: the
+        event that carried the account (the call's facts; None after a resync)."""
         st = self._account_state(account, now)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
-        verdict = admit(self._view(st, call), limits, now, self.wall_clock())
+        facts = Admitting(call, ev) if needs_facts(limits) else None
+        view = self._view(st, call if facts is None else facts)
+        inbound = False
+        if facts is not None and limits.max_inbound_concurrent_calls is not None:
+            inbound = is_inbound(facts.context, limits)
+            if inbound:
+                view.inbound_live = sum(1 for c in st.calls if c.inbound)
+        warnings: list[Verdict] = []
+        verdict = admit(view, limits, now, self.wall_clock(), warnings)
+        if uses_recent(limits):
+            self._remember(st, facts, limits, verdict, now)
+        elif st.recent is not None:
+            st.recent = None  # every detector with memory was turned off (a reload)
+        if warnings or verdict is not None:
+            facts = facts or Admitting(call, ev)
+        actions = ([self._warning(call.account, v, limits, _extra(facts)) for v in warnings]
+                   if warnings else [])
         rate = limits.max_call_rate
         if rate is None:
             st.creations = None
@@ -266,9 +352,62 @@ class Tracker:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
         if verdict is not None:
-            return self._apply(call, verdict, limits, now)
+            actions += self._apply(call, verdict, limits, now, facts)
+            return actions
+        call.inbound = inbound
+        call.watch_end = limits.max_short_calls is not None
         self._count(st, call, now)
-        return []
+        return actions
+
+    def _remember(self, st: AccountState, call: Admitting | None, limits: Limits,
+                  verdict: Verdict | None, now: float) -> None:
+        """Update the detectors' memory of the account with the call just decided: every
+        attempt moves the sequential run (a refused one too, or a dialler would restart its
+        run after each refusal); only admitted calls enter the distinct-value windows."""
+        recent = st.recent
+        if recent is None:
+            recent = st.recent = RecentCalls()
+        recent.last = now
+        if call is None:  # only max_short_calls: nothing to remember at admission
+            return
+        if limits.max_sequential_destinations is not None and counts_as_attempt(verdict):
+            number = call.destination
+            recent.run = sequential_run(recent.last_destination, recent.run, number)
+            recent.last_destination = number
+        if verdict is not None:
+            return
+        rate = limits.max_distinct_destinations
+        if rate is not None:
+            _remember_value(recent.destinations, call.destination, now, now - rate.window,
+                            rate.count + 1)
+        rate = limits.max_source_ips
+        if rate is not None:
+            _remember_value(recent.source_ips, call.source_ip, now, now - rate.window,
+                            rate.count + 1)
+
+    def _end_watched(self, calls: dict[str, Call], call: Call, now: float) -> list[Action]:
+        """A call under the short-call detector ended: if it was short (never answered, or up
+        less than ``short_call``) it enters the window; short call N+1 is a violation.  Calls
+        esl-guard itself ended are not counted."""
+        answered, doomed, st = call.answered, call.doomed, call.acct
+        call.watch_end = False
+        self._drop(calls, call, now)
+        self._remember_end(call.node, call.uuid, now)
+        if doomed or st is None or call.account is None:
+            return []
+        limits = self.limits_for(call.account)
+        rate = limits.max_short_calls
+        if rate is None or not is_short(answered, now, limits):
+            return []
+        recent = st.recent
+        if recent is None:
+            recent = st.recent = RecentCalls()
+        recent.last = now
+        _slide(recent.short_calls, now, now - rate.window, rate.count + 1)
+        verdict = check_short_call_end(self._view(st, call), limits, now, self.wall_clock())
+        if verdict is None:
+            return []
+        return self._violation(call.account, verdict, limits, now)
 
     def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
         """A call a resync found up, never seen starting: counted without limit checks,
@@ -299,26 +438,47 @@ class Tracker:
         call.answered = None
 
     # ------------------------------------------------------------------ verdicts -> actions
-    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float) -> list[Action]:
+    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float,
+               facts: Admitting | None = None) -> list[Action]:
         """Carry out a verdict on ``call``: a violation (recorded, the call hung up, counted
-        toward ``lock_after``) or a refusal because of a lock (the call hung up)."""
+        toward ``lock_after``), a refusal because of a lock (the call hung up), or a violation
+        of a ``warn_only`` rule (a warning; the call is not touched)."""
         assert call.account is not None
+        extra = _extra(facts)
+        if is_warning(verdict, limits):
+            return [self._warning(call.account, verdict, limits, extra)]
         call.doomed = True
         hangup = Action(ActionKind.HANGUP, call.account, verdict.rule, call.node, call.uuid,
                         cause=limits.hangup_cause, limit=verdict.limit, observed=verdict.observed,
-                        dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause)
+                        dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
+                        extra=extra)
         if not verdict.violation:
             return [hangup]
         self._uncount(call, now)
         self._disarm(call)
-        actions = [
-            Action(ActionKind.VIOLATION, call.account, verdict.rule, call.node, call.uuid,
-                   limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
-                   detail=verdict.detail, clause=verdict.clause),
-            hangup,
-        ]
-        actions.extend(self._count_violation(call.account, verdict.rule, limits, now))
+        actions = self._violation(call.account, verdict, limits, now, extra)
+        actions.insert(1, hangup)
         return actions
+
+    def _violation(self, account: str, verdict: Verdict, limits: Limits, now: float,
+                   extra: dict[str, object] | None = None) -> list[Action]:
+        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``."""
+        if is_warning(verdict, limits):
+            return [self._warning(account, verdict, limits, extra)]
+        actions = [Action(ActionKind.VIOLATION, account, verdict.rule, verdict.node,
+                          verdict.uuid, limit=verdict.limit, observed=verdict.observed,
+                          dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
+                          extra=dict(extra) if extra else {})]
+        actions.extend(self._count_violation(account, verdict.rule, limits, now))
+        return actions
+
+    @staticmethod
+    def _warning(account: str, verdict: Verdict, limits: Limits,
+                 extra: dict[str, object] | None = None) -> Action:
+        return Action(ActionKind.WARN, account, verdict.rule, verdict.node, verdict.uuid,
+                      limit=verdict.limit, observed=verdict.observed, dry_run=limits.dry_run,
+                      detail=verdict.detail + " (warn_only)", clause=verdict.clause,
+                      extra=dict(extra) if extra else {})
 
     def _count_violation(self, account: str, trigger: Rule, limits: Limits,
                          now: float) -> list[Action]:
@@ -594,7 +754,8 @@ class Tracker:
             if st.calls:
                 continue  # queued again when its last call ends
             at = release_at(st.idle_since, st.creations or (), st.violations or (),
-                            self.limits_for(name))
+                            self.limits_for(name),
+                            None if st.recent is None else st.recent.last)
             if at > now:
                 st.queued = True
                 heapq.heappush(idle, (at, name))
@@ -602,6 +763,29 @@ class Tracker:
             del self.accounts[name]
             dropped += 1
         return dropped
+
+
+def _extra(facts: Admitting | None) -> dict[str, object]:
+    """The call's dialled number for an action (notifications), when its event is at hand."""
+    destination = None if facts is None else facts.destination
+    return {"destination": destination} if destination else {}
+
+
+def _remember_value(seen: dict[str, float], value: str | None, now: float, horizon: float,
+                    keep: int) -> None:
+    """Note ``value`` as seen at ``now`` (newest last), forget values last seen at or before
+    ``horizon`` and all but the newest ``keep``."""
+    if not value:
+        return
+    if seen.pop(value, None) is not None and not seen:  # the only value: no trimming to do
+        seen[value] = now
+        return
+    seen[value] = now
+    while seen:
+        oldest = next(iter(seen))
+        if seen[oldest] > horizon and len(seen) <= keep:
+            break
+        del seen[oldest]
 
 
 def _slide(window: list[float], now: float, horizon: float, keep: int) -> int:

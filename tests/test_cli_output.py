@@ -173,8 +173,8 @@ def test_audit_prints_a_table_with_a_header_and_a_time_column(
     store.apply([audit_op(T0, n=1), audit_op(T0 + 5, kind="lock", rule="lock_after", n=2)])
     assert main(["audit", "-c", str(conf), "--utc"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TIME", "KIND", "ACCOUNT", "RULE", "LIMIT", "SEEN", "UUID",
-                                "NODE", "DETAIL"]
+    assert lines[0].split() == ["TIME", "KIND", "ACCOUNT", "RULE", "CLAUSE", "LIMIT", "SEEN",
+                                "UUID", "NODE", "DETAIL"]
     assert lines[1].split()[:4] == ["2026-05-28T20:26:40Z", "hangup", "acme",
                                     "max_concurrent_calls"]
     assert lines[2].startswith("2026-05-28T20:26:45Z") and lines[2].endswith("row 2")

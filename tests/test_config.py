@@ -197,7 +197,7 @@ def test_all_errors_are_collected_at_once(tmp_path: Path) -> None:
         f"{main}: [policy] max_concurrent_calls = lots: expected a whole number >= 0",
         f"{main}: [policy] max_call_rate = 60: {RATE_EXPECTED}",
         f"{main}: [bogus]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, metrics, logging)",
+        "policy, account:NAME, notify, metrics, logging)",
         f"{extra}: [account:acme] max_call_duration = forever: {DURATION_EXPECTED}",
         f"{extra}: [account:acme] max_concurent_calls: unknown key "
         "(did you mean max_concurrent_calls?)",
@@ -243,7 +243,7 @@ def test_unknown_section(tmp_path: Path, section: str) -> None:
     path = conf(tmp_path, f"{NODE}[{section}]\n")
     assert errors_of(path) == [
         f"{path}: [{section}]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, metrics, logging)"
+        "policy, account:NAME, notify, metrics, logging)"
     ]
 
 
@@ -635,6 +635,7 @@ def test_describe_limits() -> None:
         "max_concurrent_calls": "off", "max_call_duration": "off", "max_call_rate": "off",
         "hangup_cause": "CALL_REJECTED", "dry_run": "false", "lock_after": "off",
         "lock_duration": "1h", "lock_escalation": "1", "lock_duration_max": "off",
+        **OFF_DETECTORS,
     }
     limits = Limits(max_concurrent_calls=0, max_call_duration=5400.0,
                     max_call_rate=Rate(60, 60.0), dry_run=True, lock_after=Rate(3, 600.0),
@@ -643,7 +644,15 @@ def test_describe_limits() -> None:
         "max_concurrent_calls": "0", "max_call_duration": "90m", "max_call_rate": "60/1m",
         "hangup_cause": "CALL_REJECTED", "dry_run": "true", "lock_after": "3/10m",
         "lock_duration": "forever", "lock_escalation": "1.5", "lock_duration_max": "1.5s",
+        **OFF_DETECTORS,
     }
+
+
+OFF_DETECTORS = {
+    "max_distinct_destinations": "off", "max_short_calls": "off", "short_call": "6s",
+    "max_sequential_destinations": "off", "max_source_ips": "off", "caller_id_allowed": "off",
+    "max_inbound_concurrent_calls": "off", "inbound_contexts": "off", "warn_only": "off",
+}
 
 
 def test_diff_config(tmp_path: Path) -> None:

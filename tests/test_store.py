@@ -46,9 +46,9 @@ def test_upgrade_is_idempotent_and_sets_revision(db_url: str) -> None:
     try:
         assert s.revision() is None
         s.upgrade()
-        assert s.revision() == head_revision() == "0001"
+        assert s.revision() == head_revision() == "0002"
         s.upgrade()
-        assert s.revision() == "0001"
+        assert s.revision() == "0002"
         s.ping()
     finally:
         s.close()
@@ -79,6 +79,7 @@ def test_apply_same_batch_twice_writes_each_op_once(store: Store) -> None:
         "time": T0, "account": "acc1", "kind": "violation", "rule": "max_concurrent_calls",
         "uuid": "call-1", "node": "fs1", "dry_run": False, "detail": "3 calls > 2",
         "limit": "2", "observed": "3", "origin": "auto", "event_id": batch[0]["event_id"],
+        "clause": "denial_of_service",  # filled from the rule when the op has none
     }
     assert [lk.lock_id for lk in store.active_locks(T0 + 10)] == [batch[1]["lock_id"]]
     assert store.lock_counts_since(0) == {"acc1": 1}
@@ -253,3 +254,13 @@ def test_sqlite_creates_parent_directory_and_uses_wal(tmp_path: Any) -> None:
         engine.dispose()
     finally:
         s.close()
+
+
+def test_audit_filters_by_clause(store: Store) -> None:
+    store.apply([audit_op(), audit_op(kind="violation", rule="max_short_calls", time=T0 + 1,
+                                      clause="mass_calling"),
+                 audit_op(kind="warn", rule="caller_id_allowed", time=T0 + 2)])
+    assert [r["rule"] for r in store.audit(clauses=["mass_calling"])] == ["max_short_calls"]
+    assert [r["clause"] for r in store.audit(clauses=["impersonation", "denial_of_service"])] == [
+        "denial_of_service", "impersonation"]
+    assert store.audit(clauses=["hosting"]) == []

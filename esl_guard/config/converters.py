@@ -10,7 +10,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from esl_guard.causes import HANGUP_CAUSES
-from esl_guard.model import Rate, format_duration
+from esl_guard.model import WARNABLE_RULES, Patterns, Rate, format_duration
 
 # Each converter takes the stripped text of a value and returns the typed value, or raises
 # ValueError whose text is the "expected ..." part of the error line.
@@ -205,3 +205,65 @@ def sqlite_file(url: str) -> str | None:
 
 
 duration: Callable[[str], float] = parse_duration
+
+
+_PATTERN_RE = re.compile(r"[0-9A-Za-z+*?\[\]!#._@-]{1,64}")
+_CONTEXT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def patterns(text: str) -> Patterns:
+    """``+4420* 02079460000 anonymous``: shell-style caller ID patterns, space separated."""
+    items = text.split()
+    if not items or len(items) > 1000 or not all(_PATTERN_RE.fullmatch(p) for p in items):
+        raise ValueError("expected one or more caller ID patterns such as +4420* or "
+                         "02079460000 (digits, letters, + * ? [ ] ! # . _ @ -), space separated")
+    return Patterns(tuple(dict.fromkeys(items)))
+
+
+def contexts(text: str) -> frozenset[str]:
+    """``public from-trunk``: dialplan context names, space separated."""
+    items = text.split()
+    if not items or not all(_CONTEXT_RE.fullmatch(c) for c in items):
+        raise ValueError("expected one or more dialplan context names such as public, "
+                         "space separated")
+    return frozenset(items)
+
+
+def rule_names(text: str) -> frozenset[str]:
+    """``max_short_calls caller_id_allowed``: rules whose violations only warn."""
+    items = text.split()
+    wrong = [r for r in items if r not in WARNABLE_RULES]
+    if not items or wrong:
+        hint = ""
+        if wrong and (close := difflib.get_close_matches(wrong[0], WARNABLE_RULES, n=1)):
+            hint = f" (did you mean {close[0]}?)"
+        raise ValueError("expected rule names from " + ", ".join(WARNABLE_RULES) + hint)
+    return frozenset(items)
+
+
+NOTIFY_EVENTS = ("lock", "unlock", "violation", "warn")
+
+
+def webhook_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host (credentials in it are allowed, never
+    logged)."""
+    from urllib.parse import urlsplit
+
+    expected = "expected an http:// or https:// URL such as https://hooks.example.net/esl-guard"
+    if not text.isprintable() or " " in text:
+        raise ValueError(expected)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(expected)
+    return text
+
+
+def notify_events(text: str) -> frozenset[str]:
+    items = text.split()
+    if not items or any(e not in NOTIFY_EVENTS for e in items):
+        raise ValueError("expected event kinds from " + ", ".join(NOTIFY_EVENTS))
+    return frozenset(items)

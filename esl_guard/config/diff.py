@@ -25,6 +25,8 @@ def _fmt(value: Any, name: str) -> str:
         return "true" if value else "false"
     if isinstance(value, Rate):
         return str(value)
+    if isinstance(value, frozenset):
+        return " ".join(sorted(value))
     if isinstance(value, float) and SETTINGS[name].convert in (duration, lock_duration):
         return format_duration(value)
     if isinstance(value, float):

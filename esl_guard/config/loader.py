@@ -28,6 +28,7 @@ from esl_guard.config.settings import (
     LoggingConfig,
     MetricsConfig,
     NodeConfig,
+    NotifyConfig,
     Setting,
     default_value,
 )
@@ -280,6 +281,18 @@ class _Loader:
             return secret
         return str(self.get(section, "password"))
 
+    def check_detectors(self, policy: Limits, accounts: Mapping[str, Limits]) -> None:
+        """Keys that only make sense together (issue 13)."""
+        if policy.inbound_contexts:
+            return
+        for section, limits in [("policy", policy)] + [(f"account:{a}", lim)
+                                                         for a, lim in accounts.items()]:
+            value = self.sections.get(section, {}).get("max_inbound_concurrent_calls")
+            if limits.max_inbound_concurrent_calls is not None and value is not None:
+                self.error(f"{value.file}: [{section}] max_inbound_concurrent_calls = "
+                           f"{value.text}: expected [policy] inbound_contexts to name the "
+                           "dialplan contexts of calls to an account")
+
     def build(self, main: str) -> Config | None:
         node_sections = [s for s in self.sections if s.partition(":")[0] == "freeswitch"]
         if "freeswitch" in self.sections and "freeswitch:default" in self.sections:
@@ -316,6 +329,16 @@ class _Loader:
                 policy, **{k: v.value for k, v in values.items() if k in LIMIT_KEYS})
             for section, values in self.sections.items() if section.startswith("account:")
         }
+        self.check_detectors(policy, accounts)
+        notify = None
+        if "notify" in self.sections:
+            if self.get("notify", "webhook") is None:
+                self.error(f"{self.section_file['notify']}: [notify]: expected webhook = URL")
+            else:
+                notify = NotifyConfig(webhook=self.get("notify", "webhook"),
+                                      secret=self.get("notify", "secret"),
+                                      events=self.get("notify", "events"),
+                                      min_interval=self.get("notify", "min_interval"))
         metrics = None
         if "metrics" in self.sections:
             host, port = self.get("metrics", "listen")
@@ -325,7 +348,7 @@ class _Loader:
         return Config(
             nodes=tuple(nodes), database=database, policy=policy, accounts=accounts,
             account_variable=self.get("policy", "account_variable"),
-            lock_realm=self.get("policy", "lock_realm"), metrics=metrics,
+            lock_realm=self.get("policy", "lock_realm"), metrics=metrics, notify=notify,
             logging=LoggingConfig(format=self.get("logging", "format"),
                                   level=self.get("logging", "level")),
             files=tuple(self.files), warnings=tuple(dict.fromkeys(self.warnings)),

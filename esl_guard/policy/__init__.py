@@ -20,6 +20,13 @@ Rule -> function:
   deferred hangups, idle accounts                 (:func:`keeps_unlisted`, :func:`node_lost`,
                                                   :func:`due_hangups`, :func:`release_at`)
 - a listed call's answer time                   -> :func:`needs_answer_time`, :func:`answered_ago`
+- detectors (issue 13), in ``detectors.py``: ``caller_id_allowed`` -> :func:`check_caller_id`,
+  ``max_inbound_concurrent_calls`` -> :func:`check_inbound_concurrency`, ``max_short_calls``
+  -> :func:`check_short_calls` (admission) and :func:`check_short_call_end` (a call's end),
+  ``max_source_ips`` -> :func:`check_source_ips`, ``max_distinct_destinations`` ->
+  :func:`check_distinct_destinations`, ``max_sequential_destinations`` ->
+  :func:`check_sequential_destinations`
+- ``warn_only``                                -> :func:`is_warning` (used by :func:`admit`)
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -44,6 +51,7 @@ from esl_guard.policy.admission import (
     check_rate,
     counts_as_attempt,
     first_verdict,
+    is_warning,
 )
 from esl_guard.policy.calls import (
     ACCOUNT_IDLE,
@@ -55,6 +63,21 @@ from esl_guard.policy.calls import (
     node_lost,
     recheck_after,
     release_at,
+)
+from esl_guard.policy.detectors import (
+    RecentCalls,
+    check_caller_id,
+    check_distinct_destinations,
+    check_inbound_concurrency,
+    check_sequential_destinations,
+    check_short_call_end,
+    check_short_calls,
+    check_source_ips,
+    is_inbound,
+    is_short,
+    next_number,
+    sequential_run,
+    uses_recent,
 )
 from esl_guard.policy.duration import check_duration, duration_deadline
 from esl_guard.policy.locks import (
@@ -75,5 +98,9 @@ __all__ = [
     "CallInfo", "Check", "Verdict", "admit", "adopt", "check_concurrency", "check_duration",
     "check_lock_after", "check_lock_expiry", "check_lock_state", "check_locked", "check_rate",
     "count_from", "count_since", "counts_as_attempt", "first_verdict", "duration_deadline",
-    "escalation_count", "in_window", "lock_active", "lock_duration",
+    "escalation_count", "in_window", "lock_active", "lock_duration", "RecentCalls",
+    "check_caller_id", "check_distinct_destinations", "check_inbound_concurrency",
+    "check_sequential_destinations", "check_short_call_end", "check_short_calls",
+    "check_source_ips", "is_inbound", "is_short", "is_warning", "next_number", "sequential_run",
+    "uses_recent",
 ]

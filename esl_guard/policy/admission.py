@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from esl_guard.model import Limits, Rule, clause_of, format_duration
+from esl_guard.policy.detectors import (
+    check_caller_id,
+    check_distinct_destinations,
+    check_inbound_concurrency,
+    check_sequential_destinations,
+    check_short_calls,
+    check_source_ips,
+)
 from esl_guard.policy.locks import lock_active
 from esl_guard.policy.verdict import AccountView, Verdict
 from esl_guard.policy.windows import count_since
@@ -77,8 +85,10 @@ def _violation(view: AccountView, rule: Rule, limit: str, observed: str) -> Verd
 
 
 #: The admission rules, in order: the first verdict wins.
-ADMISSION_RULES: tuple[Check, ...] = (check_lock_state, check_locked, check_rate,
-                                      check_concurrency)
+ADMISSION_RULES: tuple[Check, ...] = (
+    check_lock_state, check_locked, check_caller_id, check_rate, check_concurrency,
+    check_inbound_concurrency, check_short_calls, check_source_ips,
+    check_distinct_destinations, check_sequential_destinations)
 
 #: What a call adopted by a resync (found up, never seen starting) goes through: only the lock.
 #: It is counted without limit checks (a resync never hangs up a call it adopts over a limit).
@@ -95,14 +105,27 @@ def first_verdict(rules: tuple[Check, ...], view: AccountView, limits: Limits, n
     return None
 
 
-def admit(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:
+def admit(view: AccountView, limits: Limits, now: float, wall: float,
+          warnings: list[Verdict] | None = None) -> Verdict | None:
     """Run :data:`ADMISSION_RULES` in order; the first verdict, or None: the call may go on.
+    A violation of a rule listed in ``warn_only`` does not stop the call: it is appended to
+    ``warnings`` and the next rules still run.
     (Once per new call, on the event path: the loop is written out, not delegated.)"""
     for check in ADMISSION_RULES:
         verdict = check(view, limits, now, wall)
         if verdict is not None:
+            if is_warning(verdict, limits):
+                if warnings is not None:
+                    warnings.append(verdict)
+                continue
             return verdict
     return None
+
+
+def is_warning(verdict: Verdict, limits: Limits) -> bool:
+    """A violation of a rule listed in ``warn_only``: logged, audited, notified, no hangup."""
+    warn = limits.warn_only
+    return warn is not None and verdict.violation and verdict.rule.value in warn
 
 
 def adopt(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:

@@ -27,6 +27,9 @@ ENDED_MARGIN = 120.0
 #: earliest: its rate and lock_after windows are kept while they can still matter)
 ACCOUNT_IDLE = 120.0
 
+#: the detectors' memory of an idle account (issue 13) is kept this long after it last changed
+RECENT_KEEP = 86400.0
+
 T = TypeVar("T")
 
 
@@ -87,11 +90,14 @@ def due_hangups(deferred: Mapping[str, Sequence[T]], listed: Container[str]
 
 
 def release_at(idle_since: float, creations: Sequence[float], violations: Sequence[float],
-               limits: Limits) -> float:
+               limits: Limits, recent_last: float | None = None) -> float:
     """When an account with no live calls since ``idle_since`` may be forgotten: after
     :data:`ACCOUNT_IDLE`, and not before its newest call creation left the ``max_call_rate``
-    window nor its newest violation the ``lock_after`` window."""
+    window nor its newest violation the ``lock_after`` window, nor :data:`RECENT_KEEP` after
+    the detectors' memory (``recent_last``, issue 13) last changed."""
     at = idle_since + ACCOUNT_IDLE
+    if recent_last is not None:
+        at = max(at, recent_last + RECENT_KEEP)
     rate = limits.max_call_rate
     if rate is not None and creations:
         at = max(at, creations[-1] + rate.window)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from esl_guard.model import Lock, Rule
+
+if TYPE_CHECKING:
+    from esl_guard.policy.detectors import RecentCalls
 
 
 class CallFacts(Protocol):
@@ -23,6 +26,15 @@ class CallFacts(Protocol):
     def node(self) -> str: ...
     @property
     def answered(self) -> float | None: ...
+    # Facts of the event that made the call known (None when unknown, e.g. adopted by a resync).
+    @property
+    def destination(self) -> str | None: ...  # Caller-Destination-Number, "+" kept
+    @property
+    def caller_id(self) -> str | None: ...  # Caller-Caller-ID-Number
+    @property
+    def source_ip(self) -> str | None: ...  # variable_sip_network_ip, else Caller-Network-Addr
+    @property
+    def context(self) -> str | None: ...  # Caller-Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,10 @@ class CallInfo:
     uuid: str
     node: str = ""
     answered: float | None = None  # monotonic time of the answer, None = not answered
+    destination: str | None = None
+    caller_id: str | None = None
+    source_ip: str | None = None
+    context: str | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +69,8 @@ class AccountView:
     lock_state_unknown: bool = False  # fail_mode = closed while the lock state is unknown
     lock_history: Sequence[float] = ()
     call: CallFacts | None = None
+    recent: RecentCalls | None = None  # the detectors' memory (None: no detector on)
+    inbound_live: int = 0  # live calls to the account (max_inbound_concurrent_calls only)
 
 
 @dataclass(frozen=True, slots=True)

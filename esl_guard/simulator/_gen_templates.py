@@ -103,6 +103,10 @@ A_ONLY = {k: "{direction}" for k in ("Call-Direction", "Presence-Call-Direction"
                                         "Caller-Direction", "Caller-Logical-Direction",
                                         "variable_direction")}
 A_ONLY["variable_sip_hangup_disposition"] = "{disposition}"
+# The caller's facts the detectors read (issue 13): caller ID, source address, context.
+A_ONLY.update({"Caller-Caller-ID-Number": "{cid}", "Caller-Network-Addr": "{ip}",
+               "variable_sip_network_ip": "{ip}", "variable_sip_received_ip": "{ip}",
+               "Caller-Context": "{context}"})
 B_ONLY = {"Other-Leg-Direction": "{direction}"}
 DEST_KEYS = {"Caller-Destination-Number", "variable_sip_req_user", "variable_sip_req_uri",
              "variable_sip_to_user", "variable_sip_to_uri", "variable_sip_full_to",

@@ -35,6 +35,9 @@ class Channel:
     bridged: bool = False  # A: CHANNEL_BRIDGE sent
     cause: str = ""
     static: dict[str, str] = field(default_factory=dict)
+    caller_id: str | None = None  # Caller-Caller-ID-Number (None: the caller)
+    ip: str = "127.0.0.1"         # Caller-Network-Addr, variable_sip_network_ip
+    context: str = "public"       # Caller-Context
 
     @property
     def answered(self) -> bool:
@@ -63,6 +66,10 @@ class Channel:
             "port": str(self.port),
             "session_id": str(self.session_id),
             "call_id": f"{self.session_id}-{self.port}%40127.0.0.1",
+            "cid": fs_url_encode(self.caller if self.caller_id is None else self.caller_id)
+            or "_undef_",
+            "ip": fs_url_encode(self.ip) or "_undef_",
+            "context": fs_url_encode(self.context) or "_undef_",
         }
 
     def info(self) -> dict[str, object]:

@@ -234,9 +234,12 @@ class FakeFreeSWITCH:
     def create_call(self, account: str | None = "acme", *, uuid: str | None = None,
                     account_on: str = "create", dest: str = "9001", direction: str = "inbound",
                     variable: str = "accountcode", extra_vars: Mapping[str, str] | None = None,
-                    caller: str | None = None) -> str:
+                    caller: str | None = None, caller_id: str | None = None,
+                    source_ip: str = "127.0.0.1", context: str = "public") -> str:
         """Start an inbound call (CHANNEL_CREATE). ``account_on``: "create" (directory user: the
-        variable is on CREATE) or "answer" (dialplan ``set``: first on ANSWER/HANGUP)."""
+        variable is on CREATE) or "answer" (dialplan ``set``: first on ANSWER/HANGUP).
+        ``caller_id`` (default: the caller), ``source_ip`` and ``context`` are the A-leg's
+        ``Caller-Caller-ID-Number``, network address and ``Caller-Context``."""
         if account_on not in ("create", "answer"):
             raise ValueError("account_on must be 'create' or 'answer'")
         uid = uuid or str(uuidlib.uuid4())
@@ -245,7 +248,8 @@ class FakeFreeSWITCH:
         ch = self._new_channel(
             uid, "A", account, account is not None and account_on == "create", variable,
             caller if caller is not None else (account if account else "anonymous"),
-            dest, direction, dict(extra_vars) if extra_vars else None)
+            dest, direction, dict(extra_vars) if extra_vars else None,
+            caller_id=caller_id, ip=source_ip, context=context)
         self._emit_channel("CHANNEL_CREATE", ch)
         return uid
 
@@ -297,12 +301,14 @@ class FakeFreeSWITCH:
     # ---- internals: channels -----------------------------------------------------------------
     def _new_channel(self, uid: str, leg: str, account: str | None, known: bool, variable: str,
                      caller: str, dest: str, direction: str,
-                     extra_vars: dict[str, str] | None) -> Channel:
+                     extra_vars: dict[str, str] | None, caller_id: str | None = None,
+                     ip: str = "127.0.0.1", context: str = "public") -> Channel:
         self._session_counter += 1
         ch = Channel(uuid=uid, leg=leg, account=account, account_known=known, variable=variable,
                      caller=caller, dest=dest, direction=direction, extra_vars=extra_vars,
                      port=12000 + (self._session_counter * 10) % 20000,
-                     session_id=self._session_counter, created_us=now_us())
+                     session_id=self._session_counter, created_us=now_us(),
+                     caller_id=caller_id, ip=ip, context=context)
         ch.build_static()
         self._channels[uid] = ch
         self.peak_sessions = max(self.peak_sessions, len(self._channels))

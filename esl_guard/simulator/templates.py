@@ -206,6 +206,9 @@ def render_event(
     hostname: str = "sim",
     port: int = 15100,
     fmt: str = "plain",
+    caller_id: str | None = None,
+    source_ip: str = "127.0.0.1",
+    context: str = "public",
 ) -> bytes:
     """Render one complete framed event (outer ``Content-Length``/``Content-Type`` included).
 
@@ -250,6 +253,9 @@ def render_event(
         disposition=("send_refuse" if kind == "R" else "recv_bye"),
     )
     header["from"] = fs_url_encode(the_caller) or "_undef_"
+    header["cid"] = fs_url_encode(the_caller if caller_id is None else caller_id) or "_undef_"
+    header["ip"] = fs_url_encode(source_ip) or "_undef_"
+    header["context"] = fs_url_encode(context) or "_undef_"
     return frame(render_body(template, header), fmt)
 
 

@@ -46,11 +46,13 @@ class AuditEvent(Base):
     observed: Mapped[str | None] = mapped_column(String(SHORT_LEN))
     detail: Mapped[str] = mapped_column(Text(), default="")
     origin: Mapped[str] = mapped_column(String(KIND_LEN))  # auto|manual|expiry|system
+    clause: Mapped[str | None] = mapped_column(String(RULE_LEN))  # model.CLAUSES (0002)
 
     __table_args__ = (
         Index(None, "account", "time"),
         Index(None, "time"),
         Index(None, "kind", "time"),
+        Index(None, "clause", "time"),
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from esl_guard.model import AuditRecord
+from esl_guard.model import AuditRecord, clause_of
 from esl_guard.store import migrate
 from esl_guard.store.engine import (
     SQLITE_BEGIN_OPTION,
@@ -184,12 +184,15 @@ class Store:
         self, *, account: str | None = None, since: float | None = None,
         until: float | None = None, kinds: Sequence[str] | None = None,
         rules: Sequence[str] | None = None, limit: int | None = None,
+        clauses: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit rows ordered by time then id, `since` <= time < `until`, of the given kinds
-        and rules (None: any); with `limit`, the most recent `limit` of them."""
+        """Audit rows ordered by time then id, `since` <= time < `until`, of the given kinds,
+        rules and policy clauses (None: any); with `limit`, the most recent `limit` of them."""
         stmt = select(AuditEvent)
         if account is not None:
             stmt = stmt.where(AuditEvent.account == account)
+        if clauses:
+            stmt = stmt.where(AuditEvent.clause.in_(list(clauses)))
         if since is not None:
             stmt = stmt.where(AuditEvent.time >= since)
         if until is not None:
@@ -337,6 +340,7 @@ class Store:
                 "observed": _opt(op.get("observed"), SHORT_LEN),
                 "detail": _text(op.get("detail") or ""),
                 "origin": _clip(_text(op.get("origin") or "auto"), KIND_LEN),
+                "clause": _opt(op.get("clause") or clause_of(op.get("rule")), RULE_LEN),
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed(op, exc) from None
@@ -458,6 +462,7 @@ def _audit_dict(row: Any) -> dict[str, Any]:
         event_id=row.event_id, time=float(row.time), account=row.account, kind=row.kind,
         rule=row.rule, uuid=row.uuid, node=row.node, dry_run=bool(row.dry_run),
         limit=row.limit_value, observed=row.observed, detail=row.detail, origin=row.origin,
+        clause=row.clause,
     ).as_dict()
 
 

@@ -57,6 +57,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"{REQUIRED_NOTE}: {_skip_text(report.longrepr)}"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A whole integration module skipped at import (pytest.skip(allow_module_level=True)) is
+    a failure too when the suite is required."""
+    if report.skipped and fs_required() and "integration" in report.nodeid:
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRED_NOTE}: {_skip_text(report.longrepr)}"
+
+
 def _skip_text(longrepr: object) -> str:
     """The reason of a skip report ((path, line, 'Skipped: reason') for pytest.skip)."""
     if isinstance(longrepr, tuple) and len(longrepr) == 3:

@@ -4,8 +4,8 @@ FreeSWITCH answers `show channels` from its core database (SQLite by default); w
 process holds that database locked, the query waits ("SQLite is BUSY", retried for ~30 s, then
 FreeSWITCH answers `{"row_count": 0}`).  An `api` command runs inline on its ESL connection, so
 on that connection every later command and event waits too.  This test locks the database
-(ESL_GUARD_FS_CORE_DB = the path of FreeSWITCH's core.db: only where FreeSWITCH runs on this
-machine, e.g. ../shared/freeswitch's STATE_DIR/db/core.db), waits until esl-guard's periodic
+(the suite's own FreeSWITCH's core.db with ESL_GUARD_FS_BIN; ESL_GUARD_FS_CORE_DB names the
+core.db of another FreeSWITCH on this machine), waits until esl-guard's periodic
 reconciliation is in flight, and places 2 calls of an account limited to 1: the second is ended
 while the reconciliation still waits for its answer, which it cannot get before the lock is
 released.  Then the lock is released and the reconciliation succeeds.
@@ -19,38 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import eslsock
 from tests.integration.conftest import PlaceCalls, module_skip_reason
+from tests.integration.fsproc import LocalFreeSwitch
 from tests.integration.guard import GuardProcess, kinds
-from tests.integration.target import Target, target_from_env
+from tests.integration.target import Target
 
 pytestmark = pytest.mark.integration
 
 if (_skip := module_skip_reason()) is not None:
     pytest.skip(_skip, allow_module_level=True)
-CORE_DB = os.environ.get("ESL_GUARD_FS_CORE_DB", "").strip()
-if not CORE_DB:
-    pytest.skip("set ESL_GUARD_FS_CORE_DB to the path of FreeSWITCH's core.db (a FreeSWITCH "
-                "on this machine) to run the slow `show channels` test", allow_module_level=True)
-
 ASKING = "asking for the channel list"
-
-
-@pytest.fixture(scope="module")
-def fs_target() -> Target:
-    """As the suite's, but reads the profiles' state from `sofia status` (`sofia status profile
-    NAME` never says RUNNING on 1.10.12, see FIELD.md)."""
-    target = target_from_env()
-    assert target is not None
-
-    def ready() -> bool:
-        with eslsock.connect(target, timeout=3.0) as esl:
-            profiles = esl.api("sofia status")
-            return (esl.api("status").startswith("UP") and "external" in profiles
-                    and "internal" in profiles and profiles.count("RUNNING") >= 2)
-
-    eslsock.poll(ready, 60, what="FreeSWITCH ready")
-    return target
 
 
 @pytest.fixture
@@ -62,8 +40,22 @@ def guard(fs_target: Target, run_id: str, tmp_path: Path) -> Iterator[GuardProce
 
 
 @pytest.fixture
-def locked_core_db() -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(CORE_DB, timeout=10, isolation_level=None)
+def core_db(local_freeswitch: LocalFreeSwitch | None) -> Path:
+    """FreeSWITCH's core.db: the suite's own FreeSWITCH (ESL_GUARD_FS_BIN) has it in its state
+    directory; for another one on this machine, ESL_GUARD_FS_CORE_DB names it."""
+    named = os.environ.get("ESL_GUARD_FS_CORE_DB", "").strip()
+    if named:
+        return Path(named)
+    if local_freeswitch is not None:
+        return local_freeswitch.state / "db" / "core.db"
+    pytest.skip("set ESL_GUARD_FS_CORE_DB to the path of FreeSWITCH's core.db (a FreeSWITCH "
+                "on this machine) to run the slow `show channels` test")
+
+
+@pytest.fixture
+def locked_core_db(core_db: Path) -> Iterator[sqlite3.Connection]:
+    assert core_db.is_file(), f"no FreeSWITCH core database at {core_db}"
+    db = sqlite3.connect(str(core_db), timeout=10, isolation_level=None)
     db.execute("BEGIN EXCLUSIVE")
     yield db
     if db.in_transaction:
