@@ -201,6 +201,7 @@ class ChannelRow:
     b_leg: bool
     answered: bool
     age: float  # seconds since the channel was created
+    answered_at: float | None = None  # epoch seconds of its answer (uuid_dump), if asked
 
 
 @dataclass(frozen=True, slots=True)

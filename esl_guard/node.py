@@ -184,7 +184,9 @@ class NodeLink:
             self.owner.node_disconnected(self, reason)
 
     # -- commands -----------------------------------------------------------------------------
-    def fetch_channels(self, account_variable: str, wall: Callable[[], float]) -> list[ChannelRow]:
+    def fetch_channels(self, account_variable: str, wall: Callable[[], float],
+                       needs_answer: Callable[[ChannelRow], bool] | None = None
+                       ) -> list[ChannelRow]:
         """The node's channel list, over a connection of its own (see :mod:`esl_guard.snapshot`);
         raises ESLError or ResyncError.  Aborted if the event connection closes meanwhile."""
         conn = self.conn
@@ -198,7 +200,8 @@ class NodeLink:
             self._snapshot = snap
 
         try:
-            rows = snapshot.fetch_channels(self.cfg, account_variable, wall, on_open=opened)
+            rows = snapshot.fetch_channels(self.cfg, account_variable, wall, on_open=opened,
+                                           needs_answer=needs_answer)
         finally:
             if mine and self._snapshot is mine[0]:
                 self._snapshot = None

@@ -28,6 +28,19 @@ _WS = re.compile(r"[ \t\n\r]*")
 _DECODE = json.JSONDecoder().raw_decode
 
 
+_ANSWERED_TIME = re.compile(r"^Caller-Channel-Answered-Time: (\d+)$", re.MULTILINE)
+
+
+def answered_time(dump: str) -> float | None:
+    """The answer time (epoch seconds, µs precision) in a plain ``uuid_dump <uuid>`` answer
+    (``Caller-Channel-Answered-Time``, µs since the epoch); None when the channel is not
+    answered (0), gone (``-ERR No such channel!``) or the field is missing."""
+    m = _ANSWERED_TIME.search(dump)
+    if m is None or m.group(1) == "0":
+        return None
+    return int(m.group(1)) / 1_000_000
+
+
 def _loopback_b(name: object) -> bool:
     """The B side of a loopback/ pair (mod_loopback names it ``loopback/DEST-b``): inbound,
     with the account and no call_uuid, yet part of the call that originated the pair; the

@@ -20,13 +20,17 @@ from gevent.event import AsyncResult
 
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
-from esl_guard.events import CALL_EVENTS, END_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
+    ended_horizon,
     hash_value,
+    needs_answer_time,
+    node_lost,
     parse_hash_dump,
+    recheck_after,
     reconcile_locks,
     restored_windows,
     stale_hash_keys,
@@ -49,9 +53,8 @@ class NodeSync:
     syncing: bool = False           # initial resync in flight: events are buffered
     buffer: list[tuple[str, bytes]] = field(default_factory=list)
     inflight: bool = False          # a periodic reconciliation is in flight
-    seen: set[str] = field(default_factory=set)
-    ended: set[str] = field(default_factory=set)
     next_resync: float = 0.0
+    down_since: float | None = None  # the link went down then (monotonic); None: up or lost
     ok: bool = False
     failures: int = 0               # reconciliations failed in a row (retried within seconds)
     asked: float = 0.0              # wall time the latest channel list was asked for
@@ -74,6 +77,7 @@ class Guard:
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
         self.tracker = Tracker(config.limits_for, wall)
         self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
+        self._set_ended_memory(config)
         self.links: dict[str, NodeLink] = {}
         self.sync: dict[str, NodeSync] = {}
         self.decoders: dict[str, EventDecoder] = {}
@@ -107,6 +111,10 @@ class Guard:
             self._add_node(cfg)
         self._greenlets.append(gevent.spawn(self._tick_loop))
 
+    def _set_ended_memory(self, config: Config) -> None:
+        slowest = max((n.resync_timeout for n in config.nodes), default=0.0)
+        self.tracker.ended_memory = ended_horizon(slowest)
+
     def _add_node(self, cfg: NodeConfig) -> None:
         link = self.link_factory(cfg, self)
         self.links[cfg.name] = link
@@ -134,6 +142,12 @@ class Guard:
         self.dispatch(self.tracker.tick(now))
         for name, st in self.sync.items():
             link = self.links.get(name)
+            if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
+                st.down_since = None
+                n = self.tracker.forget_node(name, now)
+                syslog.warning("node %s: unreachable for %gs (node_lost_after): its %d calls no "
+                               "longer count against account limits until it is back",
+                               name, link.cfg.node_lost_after, n)
             if link is None or not link.connected or st.syncing or st.inflight:
                 continue
             if now >= st.next_resync:
@@ -161,8 +175,6 @@ class Guard:
         if uuid is None:
             self.metrics.bad_input.labels("no_unique_id").inc()
             return
-        if st.inflight:
-            (st.ended if name in END_EVENTS else st.seen).add(uuid)
         tracker = self.tracker
         now = self.clock()
         if tracker.known_event(node, name, uuid, now):  # most events: nothing else to decode
@@ -185,6 +197,7 @@ class Guard:
         self._push_all_locks(link)
         self._spawn(self._delete_stale_hash, link)
         st = self.sync[link.name]
+        st.down_since = None
         st.ok = False
         st.syncing = True
         st.buffer = []
@@ -194,6 +207,7 @@ class Guard:
     def node_disconnected(self, link: NodeLink, reason: str) -> None:
         self.metrics.connected.labels(link.name).set(0)
         st = self.sync[link.name]
+        st.down_since = self.clock()
         if st.syncing:  # keep what we learned; nothing is dropped on a failed sync
             self._flush_buffer(link.name, st)
         st.inflight = False
@@ -218,13 +232,28 @@ class Guard:
         resync_interval)."""
         st.asked = self.wall()
         try:
-            return link.fetch_channels(self.config.account_variable, self.wall)
+            return link.fetch_channels(self.config.account_variable, self.wall,
+                                       self._answer_unknown(link.name))
         except (ESLError, ResyncError) as exc:
             st.failures += 1
             st.next_resync = self.clock() + retry_delay(st.failures, link.cfg.resync_interval)
             return exc
 
+    def _answer_unknown(self, node: str) -> Callable[[ChannelRow], bool]:
+        """Which listed channels need their answer time (``uuid_dump``): answered, of an
+        account with a duration limit, not yet timed here."""
+        nodes = self.tracker.nodes
+        limits_for = self.config.limits_for
+
+        def needs(row: ChannelRow) -> bool:
+            call = nodes.get(node, {}).get(row.uuid)
+            timed = call is not None and call.answered is not None
+            return (row.account is not None
+                    and needs_answer_time(row.answered, row.b_leg, timed, limits_for(row.account)))
+        return needs
+
     def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
+        asked = self.clock()
         fetch = gevent.spawn(self._try_fetch, link, st)
         fetch.join(timeout=link.cfg.command_timeout)
         if not fetch.ready():
@@ -233,9 +262,8 @@ class Guard:
             syslog.warning("node %s: the channel list is slow (over command_timeout); "
                            "following events meanwhile", link.name)
             st.inflight = True
-            st.seen, st.ended = set(), set()
             self._flush_buffer(link.name, st)
-            self._reconcile(link, fetch, "initial")
+            self._reconcile(link, fetch, "initial", asked)
             return
         rows = fetch.get()
         if isinstance(rows, Exception):
@@ -251,7 +279,7 @@ class Guard:
         created = {ev.uuid for name, body in st.buffer if name == "CHANNEL_CREATE"
                    for ev in (decoder.lazy(body, name),) if ev is not None}
         rows = [r for r in rows if r.uuid not in created]
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, "initial")
         self.dispatch(actions)
         self._flush_buffer(link.name, st)
@@ -263,11 +291,11 @@ class Guard:
             self._apply_event(node, name, body, st)
 
     def _reconcile(self, link: NodeLink, fetch: gevent.Greenlet | None = None,
-                   kind: str = "periodic") -> None:
+                   kind: str = "periodic", asked: float | None = None) -> None:
         st = self.sync[link.name]
         if fetch is None:
             st.inflight = True
-            st.seen, st.ended = set(), set()
+            asked = self.clock()
         try:
             rows = fetch.get() if fetch is not None else self._try_fetch(link, st)
         finally:
@@ -277,18 +305,14 @@ class Guard:
             syslog.warning("node %s: reconciliation failed, nothing changed (%s); retrying in "
                            "%.0fs", link.name, rows, st.next_resync - self.clock())
             return
-        # Calls first seen while the answer was in flight are kept; calls that ended meanwhile
-        # are not brought back.
-        rows = [r for r in rows if r.uuid not in st.ended]
-        listed = {r.uuid for r in rows}
-        calls = self.tracker.nodes.get(link.name, {})
-        # A brand-new call is left to its events; one older than this connection has none
-        # coming (its CHANNEL_CREATE came before we subscribed) and is adopted at once.
+        # The answer lags behind events: the tracker keeps calls first seen shortly before it
+        # was asked for, and never brings back calls seen to end (policy.calls).  A brand-new
+        # call it does not know yet is left to its events; one older than this connection has
+        # none coming (its CHANNEL_CREATE came before we subscribed) and is adopted at once.
         since = st.asked - (link.connected_since or 0.0)  # rows' ages are from after `asked`
-        rows = not_too_new(rows, calls, min(ADOPT_AFTER, max(0.0, since)))
-        rows += [ChannelRow(u, None, False, False, 0.0) for u in st.seen
-                 if u not in listed and u in calls]
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock())
+        rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}),
+                           min(ADOPT_AFTER, max(0.0, since)))
+        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
 
@@ -296,7 +320,8 @@ class Guard:
                      kind: str) -> None:
         st.ok = True
         st.failures = 0
-        st.next_resync = self.clock() + link.cfg.resync_interval
+        st.next_resync = self.clock() + recheck_after(self.tracker.unlisted_kept,
+                                                      link.cfg.resync_interval)
         self.metrics.resyncs.labels(link.name, "ok").inc()
         self.metrics.resync_changes.labels(link.name, "added").inc(added)
         self.metrics.resync_changes.labels(link.name, "dropped").inc(dropped)
@@ -305,7 +330,27 @@ class Guard:
                    link.name, kind, added, dropped)
 
     # ------------------------------------------------------------------ actions
+    def _defer_unreachable(self, actions: list[Action]) -> list[Action]:
+        """Hangups (and their violations) on a node whose link is down wait for its next
+        resync, which carries them out if the call is still up: nothing is recorded before."""
+        keep: list[Action] = []
+        for action in actions:
+            if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
+                    and action.uuid is not None and action.node is not None):
+                link = self.links.get(action.node)
+                if link is not None and not link.connected:
+                    if action.kind is ActionKind.HANGUP:
+                        syslog.warning("node %s is unreachable: the hangup of %s (%s) waits for "
+                                       "the reconnect and is carried out if the call is still "
+                                       "up", action.node, action.uuid,
+                                       action.rule.value if action.rule else "-")
+                    self.tracker.defer(action)
+                    continue
+            keep.append(action)
+        return keep
+
     def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
+        actions = self._defer_unreachable(actions)
         killed = False
         for action in actions:  # hang up first: logging and the audit row can wait
             if action.kind is ActionKind.HANGUP and not action.dry_run:
@@ -549,6 +594,7 @@ class Guard:
     # ------------------------------------------------------------------ reload
     def reload(self, config: Config) -> None:
         self.config = config
+        self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
         for name in self.decoders:  # the next event is read with the new account_variable
             self.decoders[name] = EventDecoder(name, config.account_variable)
@@ -563,7 +609,8 @@ class Guard:
         for name in [n for n in self.links if n not in {c.name for c in config.nodes}]:
             self.links.pop(name).stop()
             self.sync.pop(name, None)
-            self.tracker.resync(name, [], self.clock())
+            self.tracker.forget_node(name, self.clock())
+            self.tracker.deferred.pop(name, None)
             self.metrics.connected.remove(name)
 
     # ------------------------------------------------------------------ status

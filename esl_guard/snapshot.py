@@ -26,7 +26,7 @@ from esl_guard.config import NodeConfig
 from esl_guard.esl import BULK_PAUSE, ESLError, GuardESL
 from esl_guard.frames import MAX_REPLY
 from esl_guard.model import ChannelRow
-from esl_guard.resync import ResyncError, parse_channels
+from esl_guard.resync import ResyncError, answered_time, parse_channels
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,14 @@ def retry_delay(failures: int, interval: float) -> float:
 
 
 def fetch_channels(cfg: NodeConfig, account_variable: str, wall: Callable[[], float],
-                   on_open: Callable[[GuardESL], object] | None = None) -> list[ChannelRow]:
+                   on_open: Callable[[GuardESL], object] | None = None,
+                   needs_answer: Callable[[ChannelRow], bool] | None = None) -> list[ChannelRow]:
     """Connect, ``api show channels as json`` (within ``cfg.resync_timeout``), parse, close.
 
-    Raises ESLError (connect, auth, timeout, dropped) or ResyncError (not a complete list).
-    ``on_open`` gets the connection first, so the caller can close it to abort.
+    The list has no answer time: for the rows ``needs_answer`` picks (answered calls that need
+    timing, see ``policy.needs_answer_time``), ``api uuid_dump <uuid>`` on this same connection
+    gives it.  Raises ESLError (connect, auth, timeout, dropped) or ResyncError (not a complete
+    list).  ``on_open`` gets the connection first, so the caller can close it to abort.
     """
     conn = GuardESL(cfg.host, cfg.port, cfg.password, timeout=cfg.connect_timeout,
                     command_timeout=cfg.command_timeout, on_event=_ignore_event,
@@ -62,6 +65,8 @@ def fetch_channels(cfg: NodeConfig, account_variable: str, wall: Callable[[], fl
             _check_empty(conn)
         if account_variable != "accountcode":
             rows = [_lookup_account(conn, account_variable, row) for row in rows]
+        if needs_answer is not None:
+            rows = [_answer_time(conn, row) if needs_answer(row) else row for row in rows]
         return rows
     finally:
         conn.close("reconciliation done")
@@ -105,6 +110,13 @@ def _lookup_account(conn: GuardESL, variable: str, row: ChannelRow) -> ChannelRo
     if value.startswith("-ERR") or value in ("", "_undef_"):
         return row
     return ChannelRow(row.uuid, value, row.b_leg, row.answered, row.age)
+
+
+def _answer_time(conn: GuardESL, row: ChannelRow) -> ChannelRow:
+    at = answered_time(conn.send(f"api uuid_dump {row.uuid}").body)
+    if at is None:
+        return row
+    return ChannelRow(row.uuid, row.account, row.b_leg, row.answered, row.age, at)
 
 
 def _ignore_event(name: str, body: bytes) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,19 +29,25 @@ from esl_guard.policy import (
     Verdict,
     admit,
     adopt,
+    answered_ago,
     check_duration,
     check_lock_after,
     check_lock_expiry,
     check_short_call_end,
     counts_as_attempt,
+    due_hangups,
     duration_deadline,
+    ended_horizon,
     is_inbound,
     is_short,
     is_warning,
+    keeps_unlisted,
     lock_active,
+    release_at,
     sequential_run,
     uses_recent,
 )
+from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 
 __all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
@@ -73,16 +79,17 @@ class Call(TimerNode):
     """
 
     __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end")
+                 "inbound", "watch_end", "seen")
     # A call outside its admission has no facts (CallFacts).
     destination: str | None = None
     caller_id: str | None = None
     source_ip: str | None = None
     context: str | None = None
 
-    def __init__(self, node: str, uuid: str) -> None:
+    def __init__(self, node: str, uuid: str, seen: float | None = None) -> None:
         self.node = node
         self.uuid = uuid
+        self.seen = seen  # when esl-guard first saw it (monotonic)
         self.account: str | None = None
         self.answered: float | None = None
         self.counted = False
@@ -141,9 +148,10 @@ TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
 class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations", "dry_violations", "recent")
+    __slots__ = ("name", "calls", "creations", "violations", "dry_violations", "recent",
+                 "idle_since", "queued")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, now: float) -> None:
         self.name = name                     # every Call of the account shares this string
         self.calls: set[Call] = set()        # live counted calls, on every node
         # The newest (limit + 1) call creations / violations, oldest first: enough to tell
@@ -151,6 +159,8 @@ class AccountState:
         self.creations: list[float] | None = None
         self.violations: list[float] | None = None
         self.dry_violations: list[float] | None = None  # a dry run's, kept apart
+        self.idle_since = now                # when its last live call ended
+        self.queued = False                  # in the tracker's idle queue
         self.recent: RecentCalls | None = None  # only while a detector with memory is on
 
 
@@ -175,6 +185,17 @@ class Tracker:
         #: Accounts whose lock_after window a lock decision emptied, until the stored state is
         #: restored (:meth:`restore_violations`): their earlier violations must not come back.
         self._windows_reset: set[str] | None = set()
+        #: per node, the uuids of calls seen to end (uuid -> when, oldest first), remembered
+        #: ``ended_memory`` seconds: neither a late event nor a lagging channel list brings
+        #: them back (policy.calls)
+        self.ended: dict[str, OrderedDict[str, float]] = {}
+        self.ended_memory = ended_horizon(60.0)
+        #: per node, hangups decided while its link was down: uuid -> actions, carried out by
+        #: its next resync if the call is still up
+        self.deferred: dict[str, dict[str, list[Action]]] = {}
+        self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
+        self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
+        self.unlisted_kept = 0  # calls the last resync kept though it did not list them
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -220,7 +241,14 @@ class Tracker:
         calls = self.nodes.get(node)
         call = calls.get(uuid) if calls is not None else None
         if call is None:
-            return name in END_EVENTS  # the end of a call we never tracked: nothing to do
+            ended = self.ended.get(node)
+            if name in END_EVENTS:  # the end of a call we never tracked, or its second end
+                if ended is None:
+                    ended = self.ended[node] = OrderedDict()
+                if uuid not in ended:
+                    ended[uuid] = now
+                return True
+            return ended is not None and uuid in ended  # a late event of an ended call
         assert calls is not None
         if name in END_EVENTS:
             if call is B_LEG:
@@ -228,7 +256,8 @@ class Tracker:
             elif call.watch_end:
                 return False  # the short-call detector decides: on_event
             else:
-                self._drop(calls, call)
+                self._drop(calls, call, now)
+            self._remember_end(node, uuid, now)
             return True
         if call is B_LEG:
             return True
@@ -238,6 +267,12 @@ class Tracker:
             call.answered = now
             self._arm_duration(call, now)
         return True
+
+    def _remember_end(self, node: str, uuid: str, now: float) -> None:
+        ended = self.ended.get(node)
+        if ended is None:
+            ended = self.ended[node] = OrderedDict()
+        ended[uuid] = now
 
     def on_event(self, ev: CallEventLike, now: float) -> list[Action]:
         """Apply one channel event.  ``ev.account`` and ``ev.b_leg`` are read only when needed
@@ -254,7 +289,7 @@ class Tracker:
             if ev.b_leg:
                 calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
                 return []
-            call = calls[ev.uuid] = Call(ev.node, ev.uuid)
+            call = calls[ev.uuid] = Call(ev.node, ev.uuid, now)
         actions: list[Action] = []
         if call.account is None:
             account = ev.account
@@ -265,18 +300,34 @@ class Tracker:
             self._arm_duration(call, now)
         return actions
 
-    def _account_state(self, account: str) -> AccountState:
+    def _account_state(self, account: str, now: float) -> AccountState:
         st = self.accounts.get(account)
         if st is None:
-            st = self.accounts[account] = AccountState(account)
+            st = self.accounts[account] = AccountState(account, now)
+            self._went_idle(st, now)
         return st
+
+    def _went_idle(self, st: AccountState, now: float) -> None:
+        """``st`` has no live call any more: queue it to be forgotten (:meth:`prune`)."""
+        st.idle_since = now
+        if not st.queued:
+            st.queued = True
+            heapq.heappush(self._idle, (now + ACCOUNT_IDLE, st.name))
+
+    def _uncount(self, call: Call, now: float) -> None:
+        st = call.acct
+        if call.counted and st is not None:
+            st.calls.discard(call)
+            call.counted = False
+            if not st.calls:
+                self._went_idle(st, now)
 
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None) -> list[Action]:
         """The account of a call followed from its events became known: admission
         (:func:`esl_guard.policy.admit`), then the call-rate window and the slot.  ``ev``: the
         event that carried the account (the call's facts; None after a resync)."""
-        st = self._account_state(account)
+        st = self._account_state(account, now)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
@@ -347,7 +398,8 @@ class Tracker:
         esl-guard itself ended are not counted."""
         answered, doomed, st = call.answered, call.doomed, call.acct
         call.watch_end = False
-        self._drop(calls, call)
+        self._drop(calls, call, now)
+        self._remember_end(call.node, call.uuid, now)
         if doomed or st is None or call.account is None:
             return []
         limits = self.limits_for(call.account)
@@ -367,7 +419,7 @@ class Tracker:
     def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
         """A call a resync found up, never seen starting: counted without limit checks,
         unless its account is locked."""
-        st = self._account_state(account)
+        st = self._account_state(account, now)
         call.account = st.name
         call.acct = st
         limits = self.limits_for(account)
@@ -386,13 +438,11 @@ class Tracker:
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
 
-    def _drop(self, calls: dict[str, Call], call: Call) -> None:
+    def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None:
         del calls[call.uuid]
         if call.account is None:
             self.untracked_ended += 1
-        if call.counted and call.acct is not None:
-            call.acct.calls.discard(call)
-            call.counted = False
+        self._uncount(call, now)
         self._disarm(call)
         call.answered = None
 
@@ -415,9 +465,7 @@ class Tracker:
         if not verdict.violation:
             return [hangup]
         if not limits.dry_run:  # hung up: the call leaves its slot and its timer
-            if call.counted and call.acct is not None:
-                call.acct.calls.discard(call)
-                call.counted = False
+            self._uncount(call, now)
             self._disarm(call)
         actions = self._violation(call.account, verdict, limits, now, extra)
         actions.insert(1, hangup)
@@ -449,7 +497,7 @@ class Tracker:
         if after is None:
             return []
         wall = self.wall_clock()
-        st = self._account_state(account)
+        st = self._account_state(account, now)
         history = self.lock_history.get(account)
         if history:  # forget locks too old to escalate the next one
             while history and history[0] < wall - ESCALATION_WINDOW:
@@ -497,6 +545,7 @@ class Tracker:
         if st is not None:
             for call in sorted(st.calls, key=lambda c: c.uuid):
                 actions.append(self._refuse_locked(call, limits))
+            self._went_idle(st, st.idle_since)
         return actions
 
     def _refuse_locked(self, call: Call, limits: Limits) -> Action:
@@ -589,6 +638,10 @@ class Tracker:
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
+        if self._idle and self._idle[0][0] <= now:
+            self.prune(now)
+        else:
+            self._forget_ended(now)
         for ring in self._timers.due(now):
             for call in ring:
                 actions.extend(self._expire(call, now))
@@ -643,28 +696,43 @@ class Tracker:
         return actions
 
     # ------------------------------------------------------------------ resync
-    def resync(self, node: str, rows: Iterable[ChannelRow], now: float) -> tuple[int, int, list[Action]]:
-        """Make ``node``'s calls equal a complete ``show channels`` answer.
+    def resync(self, node: str, rows: Iterable[ChannelRow], now: float,
+               asked: float | None = None) -> tuple[int, int, list[Action]]:
+        """Make ``node``'s calls equal a complete ``show channels`` answer, asked for at
+        ``asked`` (None: drop every call it omits).
 
         Returns (added, dropped, actions).  Calls found up that esl-guard had not seen start are
         counted without any limit check (a resync never hangs up a call it adopts over a limit);
         only calls of locked accounts are killed, since a lock means no calls at all.  A call
         followed from its events whose account the answer gives first goes through the policy,
         exactly as if an event had carried the account.
+
+        The answer lags behind events (policy.calls): a call seen to end is never brought back
+        by it, and a call first seen shortly before it was asked for is not dropped.  Hangups
+        deferred while the node's link was down are returned for the calls it lists.
         """
         calls = self.nodes.setdefault(node, {})
-        seen: set[str] = set()
+        ended: Mapping[str, float] = self.ended.get(node) or {}
+        rows = [row for row in rows if row.uuid not in ended]
+        seen = {row.uuid for row in rows}
+        actions, gone = due_hangups(self.deferred.pop(node, {}), seen)
+        doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
+        self.deferred_gone += len(gone)
+        self.unlisted_kept = 0
         added = 0
-        actions: list[Action] = []
         for row in rows:
-            seen.add(row.uuid)
             call = calls.get(row.uuid)
+            if call is None and row.uuid in doomed:  # forgotten with its node, hung up now
+                call = calls[row.uuid] = Call(node, row.uuid, now)
+                call.account = doomed[row.uuid]
+                call.doomed = True
+                continue
             if row.b_leg or call is B_LEG:
                 calls.setdefault(row.uuid, B_LEG)
                 continue
             followed = call is not None  # known from its events: a call we saw start
             if call is None:
-                call = calls[row.uuid] = Call(node, row.uuid)
+                call = calls[row.uuid] = Call(node, row.uuid, now)
                 added += 1
             if call.account is None and row.account and followed:
                 # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account
@@ -674,7 +742,7 @@ class Tracker:
             elif call.account is None and row.account:
                 actions.extend(self._adopt(call, row.account, now))
             if row.answered and call.answered is None:
-                call.answered = now - row.age
+                call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
                 self._arm_duration(call, now)
         dropped = 0
         for uuid in [u for u in calls if u not in seen]:
@@ -682,9 +750,31 @@ class Tracker:
             if call is B_LEG:
                 del calls[uuid]
                 continue
-            self._drop(calls, call)
+            if keeps_unlisted(call.seen, asked):
+                self.unlisted_kept += 1
+                continue  # too new for the answer: the next one tells
+            self._drop(calls, call, now)
             dropped += 1
         return added, dropped, actions
+
+    def defer(self, action: Action) -> None:
+        """A hangup (or its violation) decided while its node's link is down: kept for the
+        node's next resync, which returns it if the call is still up."""
+        assert action.node is not None and action.uuid is not None
+        self.deferred.setdefault(action.node, {}).setdefault(action.uuid, []).append(action)
+
+    def forget_node(self, node: str, now: float) -> int:
+        """A node lost (its link down ``node_lost_after``) or removed: its calls stop counting
+        and are forgotten, not ended (its next resync adopts those still up).  Deferred
+        hangups stay: that resync carries them out.  Returns how many calls."""
+        calls = self.nodes.pop(node, {})
+        n = 0
+        for call in calls.values():
+            if call is not B_LEG:
+                n += call.counted
+                self._uncount(call, now)
+                self._disarm(call)
+        return n
 
     def restore_violations(self, windows: Mapping[str, Iterable[float]]) -> None:
         """The lock_after windows of earlier runs (monotonic times, see
@@ -695,24 +785,48 @@ class Tracker:
         for account, times in windows.items():
             if account in reset:
                 continue
-            st = self._account_state(account)
-            st.violations = sorted([*times, *(st.violations or ())])
+            known = self.accounts.get(account)
+            kept = sorted([*times, *((known.violations or ()) if known else ())])
+            st = self._account_state(account, kept[-1] if kept else 0.0)
+            st.violations = kept
 
     def timers_armed(self) -> int:
         """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
         return self._timers.armed()
 
-    def prune(self, now: float, horizon: float = 86400.0) -> int:
-        """Forget accounts idle for ``horizon`` seconds (no calls, nothing recent in their
-        windows) to bound memory; O(accounts), called rarely.  Returns how many were dropped."""
-        stale = now - horizon
-        idle = [a for a, s in self.accounts.items() if not s.calls
-                and (not s.creations or s.creations[-1] <= stale)
-                and (not s.violations or s.violations[-1] <= stale)
-                and (s.recent is None or s.recent.last <= stale)]
-        for account in idle:
-            del self.accounts[account]
-        return len(idle)
+    def _forget_ended(self, now: float) -> None:
+        """Forget ends older than ``ended_memory`` (oldest first: only those are visited)."""
+        horizon = now - self.ended_memory
+        for ended in self.ended.values():
+            while ended and next(iter(ended.values())) <= horizon:
+                ended.popitem(last=False)
+
+    def prune(self, now: float, budget: int = 10_000) -> int:
+        """Forget accounts without live calls whose time has come (policy.calls.release_at),
+        and ends older than ``ended_memory``.  Incremental: it visits only due entries of the
+        idle queue (at most ``budget``), never every account.  Returns how many accounts."""
+        self._forget_ended(now)
+        idle = self._idle
+        dropped = 0
+        while idle and idle[0][0] <= now and budget > 0:
+            budget -= 1
+            _, name = heapq.heappop(idle)
+            st = self.accounts.get(name)
+            if st is None or not st.queued:
+                continue
+            st.queued = False
+            if st.calls:
+                continue  # queued again when its last call ends
+            at = release_at(st.idle_since, st.creations or (), st.violations or (),
+                            self.limits_for(name),
+                            None if st.recent is None else st.recent.last)
+            if at > now:
+                st.queued = True
+                heapq.heappush(idle, (at, name))
+                continue
+            del self.accounts[name]
+            dropped += 1
+        return dropped
 
 
 def _extra(facts: Admitting | None) -> dict[str, object]:

@@ -243,6 +243,7 @@ class _Loader:
             resync_interval=self.get(section, "resync_interval"),
             heartbeat_interval=self.get(section, "heartbeat_interval"),
             resync_timeout=self.get(section, "resync_timeout"),
+            node_lost_after=self.get(section, "node_lost_after"),
         )
 
     def password(self, section: str, values: Mapping[str, _Value]) -> str | None:

@@ -95,6 +95,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             _FS, kind=_DUR),
     Setting("resync_timeout", duration, "60s", "give up on a `show channels` answer after this",
             _FS, kind=_DUR),
+    Setting("node_lost_after", duration, "60s",
+            "a node unreachable this long is lost: its calls stop counting until it is back",
+            _FS, kind=_DUR),
     Setting("heartbeat_interval", duration, "20s",
             "expected HEARTBEAT period; silence for 3x this means a dead connection", _FS,
             kind=_DUR),
@@ -222,6 +225,7 @@ class NodeConfig:
     resync_interval: float = default_value("resync_interval")
     heartbeat_interval: float = default_value("heartbeat_interval")
     resync_timeout: float = default_value("resync_timeout")
+    node_lost_after: float = default_value("node_lost_after")
 
     @property
     def address(self) -> str:

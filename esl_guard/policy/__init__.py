@@ -16,6 +16,10 @@ Rule -> function:
 - ``max_call_duration``                        -> :func:`check_duration`
 - ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
 - lock expiry                                  -> :func:`check_lock_expiry`
+- a channel list that lags, a lost node,       -> :mod:`esl_guard.policy.calls`
+  deferred hangups, idle accounts                 (:func:`keeps_unlisted`, :func:`node_lost`,
+                                                  :func:`due_hangups`, :func:`release_at`)
+- a listed call's answer time                   -> :func:`needs_answer_time`, :func:`answered_ago`
 - detectors (issue 13), in ``detectors.py``: ``caller_id_allowed`` -> :func:`check_caller_id`,
   ``max_inbound_concurrent_calls`` -> :func:`check_inbound_concurrency`, ``max_short_calls``
   -> :func:`check_short_calls` (admission) and :func:`check_short_call_end` (a call's end),
@@ -51,6 +55,17 @@ from esl_guard.policy.admission import (
     counts_as_attempt,
     first_verdict,
     is_warning,
+)
+from esl_guard.policy.calls import (
+    ACCOUNT_IDLE,
+    answered_ago,
+    due_hangups,
+    ended_horizon,
+    keeps_unlisted,
+    needs_answer_time,
+    node_lost,
+    recheck_after,
+    release_at,
 )
 from esl_guard.policy.detectors import (
     RecentCalls,
@@ -97,4 +112,6 @@ __all__ = [
     "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
     "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
     "restored_windows", "stale_hash_keys",
+    "ACCOUNT_IDLE", "answered_ago", "due_hangups", "needs_answer_time", "ended_horizon",
+    "keeps_unlisted", "node_lost", "recheck_after", "release_at",
 ]

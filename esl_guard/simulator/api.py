@@ -67,7 +67,8 @@ def _show(fs: FakeFreeSWITCH, args: str) -> Result:
         return b"-USAGE: codec|endpoint|application|api|channels|calls|...\n", []
     what = words[0].lower()
     rest = [w.lower() for w in words[1:]]
-    channels = [] if fs.db_busy else fs.live_channels()
+    channels = ([] if fs.db_busy else fs.db_view if fs.db_view is not None
+                else fs.live_channels())
     if what == "channels":
         if rest[:1] == ["count"]:
             return show_count(len(channels)), []
@@ -98,6 +99,17 @@ def _uuid_kill(fs: FakeFreeSWITCH, args: str) -> Result:
 
 def _uuid_exists(fs: FakeFreeSWITCH, args: str) -> Result:
     return (b"true" if args.split()[:1] and args.split()[0] in fs._channels else b"false"), []
+
+
+def _uuid_dump(fs: FakeFreeSWITCH, args: str) -> Result:
+    """The plain form only (as in uuid_dump_answered.bin): the channel's event headers."""
+    words = args.split()
+    if not words:
+        return b"-USAGE: <uuid> [format]\n", []
+    ch = fs._channels.get(words[0])
+    if ch is None:
+        return b"-ERR No such channel!\n", []
+    return fs.dump(ch), []
 
 
 def _uuid_getvar(fs: FakeFreeSWITCH, args: str) -> Result:
@@ -196,7 +208,6 @@ def _shutdown(fs: FakeFreeSWITCH, args: str) -> Result:
 
 _APIS: dict[str, Callable[[FakeFreeSWITCH, str], Result]] = {
     "status": _status, "show": _show, "uuid_kill": _uuid_kill, "uuid_exists": _uuid_exists,
-    "uuid_getvar": _uuid_getvar, "hupall": _hupall, "hash": _hash, "hash_dump": _hash_dump,
-    "version": _version,
-    "shutdown": _shutdown,
+    "uuid_getvar": _uuid_getvar, "uuid_dump": _uuid_dump, "hupall": _hupall, "hash": _hash,
+    "hash_dump": _hash_dump, "version": _version, "shutdown": _shutdown,
 }

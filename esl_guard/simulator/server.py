@@ -43,6 +43,16 @@ log = logging.getLogger(__name__)
 Phase = Callable[[], None]
 
 
+#: the lines of a `uuid_dump` answer that differ from the channel's events
+#: (tests/fixtures/esl/uuid_dump_answered.bin)
+_DUMP_HEADERS = {
+    b"Event-Name": b"CHANNEL_DATA",
+    b"Event-Calling-File": b"mod_commands.c",
+    b"Event-Calling-Function": b"uuid_dump_function",
+    b"Event-Calling-Line-Number": b"6468",
+}
+
+
 class FakeFreeSWITCH:
     """A fake FreeSWITCH speaking the event socket protocol on ``host:port`` (``port=0``: any)."""
 
@@ -64,6 +74,10 @@ class FakeFreeSWITCH:
         # its core database locked: `show channels/calls` list nothing (as FreeSWITCH answers
         # after ~30 s of "SQLite is BUSY"), while `status` still counts the sessions
         self.db_busy = False
+        # its core database lagging behind events: `show channels/calls` list the channels
+        # as they were at lag_db() until catch_up_db()
+        self.db_view: list[Channel] | None = None
+        self.command_log: list[tuple[str, str]] = []  # (client address, command)
         self.log_commands = False
         self._channels: dict[str, Channel] = {}
         self._conns: set[Connection] = set()
@@ -126,6 +140,7 @@ class FakeFreeSWITCH:
 
     def _record(self, conn: Connection, block: str) -> None:
         self.commands.append(block)
+        self.command_log.append((str(conn.addr), block))
         if self.log_commands:
             log.info("%s> %s", conn.addr, block.replace("\n", "\\n"))
 
@@ -142,6 +157,19 @@ class FakeFreeSWITCH:
 
     def live_channels(self) -> list[Channel]:
         return list(self._channels.values())
+
+    def emit(self, name: str, ch: Channel) -> None:
+        """Send event ``name`` of ``ch`` (see :meth:`channel`) now, even after it ended: a late
+        event, as FreeSWITCH's event threads can deliver them."""
+        self._emit_channel(name, ch)
+
+    def lag_db(self) -> None:
+        """From now on `show channels` lists the channels live now (a database lagging
+        behind the events), until :meth:`catch_up_db`."""
+        self.db_view = self.live_channels()
+
+    def catch_up_db(self) -> None:
+        self.db_view = None
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> bool:
         deadline = gevent.get_hub().loop.now() + timeout
@@ -349,11 +377,28 @@ class FakeFreeSWITCH:
         self._seq += 1
         return self._seq
 
+    def dump(self, ch: Channel) -> bytes:
+        """``uuid_dump``'s plain answer: the headers of the channel's latest event, as
+        CHANNEL_DATA from mod_commands (Caller-Channel-Answered-Time included)."""
+        body = self._render("CHANNEL_ANSWER" if ch.answered else "CHANNEL_CREATE", ch,
+                            self._next_seq())
+        lines = body.split(b"\n")
+        for i, line in enumerate(lines):
+            key = line.partition(b": ")[0]
+            if key in _DUMP_HEADERS:
+                lines[i] = key + b": " + _DUMP_HEADERS[key]
+            elif key == b"Channel-Call-State":
+                lines[i] = b"Channel-Call-State: " + (b"ACTIVE" if ch.answered else b"RINGING")
+        return b"\n".join(lines)
+
     def _emit_channel(self, name: str, ch: Channel) -> None:
         seq = self._next_seq()
         targets = [c for c in self._conns if c.wants(name)]
         if not targets:
             return
+        self._deliver(targets, self._render(name, ch, seq))
+
+    def _render(self, name: str, ch: Channel, seq: int) -> bytes:
         ts = now_us()
         values = event_header_values(seq, ts, self.core_uuid, self.hostname)
         values.update(ch.static)
@@ -371,8 +416,7 @@ class FakeFreeSWITCH:
         values.setdefault("other_cause", "NORMAL_CLEARING")
         values.setdefault("disposition", "recv_bye")
         values["vars"] = vars_block(ch.visible_account(), ch.variable, ch.extra_vars)
-        body = render_body(template_for(name, kind), values)
-        self._deliver(targets, body)
+        return render_body(template_for(name, kind), values)
 
     def _emit_simple(self, name: str) -> None:
         seq = self._next_seq()

@@ -1,0 +1,107 @@
+"""What the tracker believes about calls it cannot see directly: a channel list that lags behind
+events, a node whose link is down, an account with no live calls.  Pure: times are arguments.
+
+- A call seen to end is remembered for :func:`ended_horizon` seconds; a channel list (computed
+  before the end, since FreeSWITCH's core database lags behind events) never brings it back,
+  and no late event of it (a CHANNEL_PROGRESS_MEDIA after its HANGUP) makes it a call again.
+- A channel list omits a call :func:`keeps_unlisted` keeps: one first seen so shortly before the
+  list was asked for that the database may not list it yet.
+- A node whose link has been down ``node_lost_after`` seconds is lost (:func:`node_lost`): its
+  calls stop counting; its next resync re-adopts those really up.
+- A hangup decided while its node's link is down is carried out after the reconnect only for
+  the calls the resync lists (:func:`due_hangups`).
+- An account with no live calls is forgotten at :func:`release_at`.
+"""
+from __future__ import annotations
+
+from collections.abc import Container, Mapping, Sequence
+from typing import TypeVar
+
+from esl_guard.model import Limits
+
+#: a call first seen less than this before a channel list was asked for may be missing from it
+UNLISTED_GRACE = 5.0
+#: how long after ``resync_timeout`` a seen end is remembered (the core database's lag)
+ENDED_MARGIN = 120.0
+#: an account without live calls is forgotten this long after its last call ended (at the
+#: earliest: its rate and lock_after windows are kept while they can still matter)
+ACCOUNT_IDLE = 120.0
+
+#: the detectors' memory of an idle account (issue 13) is kept this long after it last changed
+RECENT_KEEP = 86400.0
+
+T = TypeVar("T")
+
+
+def ended_horizon(resync_timeout: float) -> float:
+    """Seconds to remember an end: a channel list is applied at most ``resync_timeout`` after
+    it was asked for, and lists channels that ended up to :data:`ENDED_MARGIN` before."""
+    return resync_timeout + ENDED_MARGIN
+
+
+def keeps_unlisted(first_seen: float | None, asked: float | None) -> bool:
+    """A call the channel list omits stays if its events began less than
+    :data:`UNLISTED_GRACE` before the list was asked for (``asked``), or after.  ``asked``
+    None: the list is authoritative (a node removed by a reload)."""
+    if asked is None or first_seen is None:
+        return False
+    return first_seen > asked - UNLISTED_GRACE
+
+
+def recheck_after(kept_unlisted: int, interval: float) -> float:
+    """Seconds to the next reconciliation: soon (just after :data:`UNLISTED_GRACE`) when this
+    one kept calls it did not list, so a call that really ended is not counted for long."""
+    return min(interval, UNLISTED_GRACE + 1.0) if kept_unlisted else interval
+
+
+def needs_answer_time(answered: bool, b_leg: bool, timed: bool, limits: Limits) -> bool:
+    """Whether a listed channel's answer time must be asked for (``uuid_dump``, one command
+    per channel): an answered A-leg, not yet timed by esl-guard (``timed``: its answer was
+    seen or already known), whose account has a ``max_call_duration``."""
+    return answered and not b_leg and not timed and limits.max_call_duration is not None
+
+
+def answered_ago(age: float, answered_at: float | None, wall: float) -> float:
+    """Seconds since a listed call was answered: from its answer time (``uuid_dump``'s
+    ``Caller-Channel-Answered-Time``) when known, else from its creation (``age``, at most
+    one second short: ``created_epoch`` has whole seconds)."""
+    if answered_at is None:
+        return age
+    return max(0.0, wall - answered_at)
+
+
+def node_lost(down_since: float | None, now: float, lost_after: float) -> bool:
+    """The node's link has been down for ``lost_after`` seconds: its calls stop counting."""
+    return down_since is not None and now - down_since >= lost_after
+
+
+def due_hangups(deferred: Mapping[str, Sequence[T]], listed: Container[str]
+                ) -> tuple[list[T], list[str]]:
+    """Of the hangups deferred while a node's link was down (uuid -> actions), those to carry
+    out now (their call is listed up) and the uuids of calls that ended meanwhile."""
+    due: list[T] = []
+    gone: list[str] = []
+    for uuid, actions in deferred.items():
+        if uuid in listed:
+            due.extend(actions)
+        else:
+            gone.append(uuid)
+    return due, gone
+
+
+def release_at(idle_since: float, creations: Sequence[float], violations: Sequence[float],
+               limits: Limits, recent_last: float | None = None) -> float:
+    """When an account with no live calls since ``idle_since`` may be forgotten: after
+    :data:`ACCOUNT_IDLE`, and not before its newest call creation left the ``max_call_rate``
+    window nor its newest violation the ``lock_after`` window, nor :data:`RECENT_KEEP` after
+    the detectors' memory (``recent_last``, issue 13) last changed."""
+    at = idle_since + ACCOUNT_IDLE
+    if recent_last is not None:
+        at = max(at, recent_last + RECENT_KEEP)
+    rate = limits.max_call_rate
+    if rate is not None and creations:
+        at = max(at, creations[-1] + rate.window)
+    after = limits.lock_after
+    if after is not None and violations:
+        at = max(at, violations[-1] + after.window)
+    return at
