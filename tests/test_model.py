@@ -22,6 +22,7 @@ runs the long mode.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -44,14 +45,7 @@ from esl_guard.service import Guard
 
 #: Known gaps, by item of issue 11 (``issues show 11``).  Each entry disables exactly one
 #: stimulus or one check (see :func:`pending`); the lead removes an entry when its fix lands.
-PENDING: dict[str, str] = {
-    "item 1": "a call that ended while its node stays disconnected may count for ever",
-    "item 3": "a hangup decided while its node's link is down is recorded but never carried "
-              "out: its audit row, its count and its missed hangup are not checked",
-    "item 8": "a duration hangup counted from the call's creation (not its answer) is "
-              "accepted",
-    "item 11": "no event is sent after a call's end (a late event brings the call back)",
-}
+PENDING: dict[str, str] = {}
 
 NODES = ("n1", "n2")
 ACCOUNTS = ("acme", "bob")
@@ -100,6 +94,7 @@ class SCall:
     killed: bool = False     # a uuid_kill reached the switch; its end is on the way
     seen: bool = False       # the guard was told its account (event or channel list)
     admitted: bool = False   # its account reached the guard once (admission happened)
+    ended_on: tuple[int, int] | None = None  # the connection its end's events went over
 
 
 @dataclass(frozen=True)
@@ -140,6 +135,7 @@ class FakeDB:
     def __init__(self) -> None:
         self.audit: list[dict[str, Any]] = []
         self.locks: list[LockRow] = []
+        self.unlocks: list[tuple[str, float]] = []  # operators' unlock requests (account, at)
 
     def submit(self, op: dict[str, Any]) -> None:
         kind = op["op"]
@@ -148,11 +144,16 @@ class FakeDB:
         elif kind == "lock":
             self.locks.append(LockRow(op["lock_id"], op["account"], op["since"], op.get("until"),
                                       op.get("reason", ""), op.get("origin", "auto")))
-        elif kind == "unlock":  # as the store does: every active lock of the account ends
+        elif kind == "unlock":  # as the store does: that lock only, or (no lock_id, an
+            # operator's `esl-guard unlock`) every active lock of the account, and the request
+            lock_id = op.get("lock_id")
             for row in self.locks:
-                if row.account == op["account"]:
+                if row.account == op["account"] and not row.released \
+                        and lock_id in (None, row.lock_id):
                     row.released = True
-                    row.ended = row.ended or op["by"] != "expiry" or pending("item 5")
+                    row.ended = row.ended or op["by"] != "expiry"
+            if lock_id is None:
+                self.unlocks.append((op["account"], op["at"]))
 
     def active(self, wall: float) -> list[LockRow]:
         """The locks the database returns as active."""
@@ -216,14 +217,16 @@ class FakeLink:
             held, self.held = self.held, None
             held.set_exception(ESLError("connection closed"))
 
-    def fetch_channels(self, account_variable: str, wall: Callable[[], float]) -> list[ChannelRow]:
+    def fetch_channels(self, account_variable: str, wall: Callable[[], float],
+                       needs_answer: Callable[[ChannelRow], bool] | None = None
+                       ) -> list[ChannelRow]:
         if not self.connected:
             raise ESLError("not connected")
         if self.owner.sync[self.name].syncing:  # the list asked for on connect: answered at once
-            return self.m.answer_rows(self.name, 0)
+            return self.m.answer_times(self.m.answer_rows(self.name, 0), needs_answer)
         self.held = AsyncResult()
         rows: list[ChannelRow] = self.held.get()
-        return rows
+        return self.m.answer_times(rows, needs_answer)
 
     def api(self, command: str) -> Reply:
         if not self.connected:
@@ -266,11 +269,13 @@ class GuardModel(RuleBasedStateMachine):
         self.decided_down: set[str] = set()  # hangups decided while their node was down
         self.forgotten: set[str] = set()  # ... by a guard that has since restarted
         self.restarted = -1.0  # wall time of the last restart
+        self.generation = 0  # how many restarts: with link.reconnects, names a connection
         self.unconfirmed: set[str] = set()  # accounts auto-locked since the last lock poll
         self.problems: list[str] = []  # found inside the guard's greenlets, reported by invariants
         self.policy = Limits(max_concurrent_calls=1, max_call_duration=90.0)
         self.guard = self.new_guard()
         self.guard.reload(self.config())  # adds the nodes through the link factory
+        self.guard.lock_state_known()  # as the daemon after load_state (an empty database)
         for n in NODES:
             self.connect(n)
 
@@ -389,6 +394,21 @@ class GuardModel(RuleBasedStateMachine):
         return [ChannelRow(r.uuid, r.account, r.b_leg, r.answered, self.wall - r.created)
                 for r in rows]
 
+    def answer_times(self, rows: list[ChannelRow],
+                     needs_answer: Callable[[ChannelRow], bool] | None) -> list[ChannelRow]:
+        """``uuid_dump`` of the rows ``needs_answer`` picks: their answer time (epoch seconds,
+        as FreeSWITCH prints it: whole microseconds), asked for when the list was read."""
+        if needs_answer is None:
+            return rows
+        out = []
+        for r in rows:
+            call = self.sw.calls.get(r.uuid) or next(
+                (c for c in self.sw.calls.values() if c.b_leg == r.uuid), None)
+            if needs_answer(r) and call is not None and call.answered_wall is not None:
+                r = dataclasses.replace(r, answered_at=call.answered_wall)
+            out.append(r)
+        return out
+
     def changed(self) -> None:
         for n in NODES:
             if self.up[n]:
@@ -491,8 +511,15 @@ class GuardModel(RuleBasedStateMachine):
         self.changed()
         self.deliver(call.node, "CHANNEL_ANSWER", call.uuid, self.shown(call))
 
+    def conn_id(self, node: str) -> tuple[int, int] | None:
+        """The guard's current connection to ``node`` (None: down): a new one after a
+        reconnect or a restart."""
+        link = self.link(node)
+        return (self.generation, link.reconnects) if link.connected else None
+
     def end(self, call: SCall) -> None:
         del self.sw.calls[call.uuid]
+        call.ended_on = self.conn_id(call.node)
         self.sw.ended[call.uuid] = call
         if call.node in self.down_since:
             self.ended_while_down.add(call.uuid)
@@ -527,10 +554,14 @@ class GuardModel(RuleBasedStateMachine):
     @precondition(lambda self: self.sw.ended and not pending("item 11"))
     @rule(i=calls)
     def late_event(self, i: int) -> None:
-        """A CHANNEL_PROGRESS_MEDIA after the call's end (item 11)."""
+        """A CHANNEL_PROGRESS_MEDIA after the call's end (item 11).  Only on the connection
+        that carried the end: FreeSWITCH sends a new connection no event of a channel
+        destroyed before it subscribed."""
         self.step += 1
         call = self.pick(i, live=False)
         assert call is not None
+        if call.ended_on is None or call.ended_on != self.conn_id(call.node):
+            return
         self.deliver(call.node, "CHANNEL_PROGRESS_MEDIA", call.uuid, self.shown(call))
 
     # ---- rules: nodes
@@ -623,7 +654,9 @@ class GuardModel(RuleBasedStateMachine):
     def poll_locks(self) -> None:
         """The daemon's lock poller: the database's active locks."""
         self.unconfirmed.clear()
-        self.guard.sync_locks(self.db.active(self.wall))
+        since = self.guard.pending_since()  # as Daemon.sync_locks
+        unlocked = [u for u in self.db.unlocks if u[1] >= since] if since is not None else []
+        self.guard.sync_locks(self.db.active(self.wall), unlocked)
 
     @rule()
     def restart(self) -> None:
@@ -633,19 +666,23 @@ class GuardModel(RuleBasedStateMachine):
         for n in NODES:
             self.link(n).stop()
         self.guard = self.new_guard()
+        self.generation += 1
         self.guard.reload(self.config())
         horizon = max((r.window for r in [self.policy.lock_after] if r is not None), default=0.0)
         history: dict[str, list[float]] = {}
         for row in self.db.locks:
             if row.since >= self.wall - ESCALATION_WINDOW:
                 history.setdefault(row.account, []).append(row.since)
-        violations = [(r["account"], r["time"]) for r in self.db.audit
-                      if r["kind"] == "violation" and not r["dry_run"]
-                      and r["time"] >= self.wall - horizon] if horizon else []
+        # as Store.lock_window_events: violations (not dry run) and lock_after decisions
+        window = [(r["account"], r["time"], r["kind"]) for r in self.db.audit
+                  if ((r["kind"] == "violation" and not r["dry_run"])
+                      or (r["kind"] == "lock" and r["rule"] == "lock_after"))
+                  and r["time"] >= self.wall - horizon] if horizon else []
         self.restarted = self.wall
         self.unconfirmed.clear()  # the new daemon reads them from the database
         self.forgotten |= self.decided_down  # the new one remembers no hangup the old one decided
-        self.guard.restore_state(self.db.active(self.wall), history, violations)
+        self.guard.restore_state(self.db.active(self.wall), history, window)
+        self.guard.lock_state_known()  # as Daemon.load_state
         for c in self.sw.calls.values():
             c.seen = False  # the new guard knows only what the channel lists tell it
         for n in NODES:
@@ -740,6 +777,14 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "item 3": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("drop", {"node": "n1"}), ("operator_lock", {"account": "acme", "duration": None})],
+    "item 4": [("operator_lock", {"account": "acme", "duration": None}),
+               ("drop", {"node": "n1"}), ("operator_unlock", {"account": "acme"}),
+               ("reconnect", {"node": "n1"})],
+    "item 5": [("operator_lock", {"account": "acme", "duration": None}),
+               ("operator_lock", {"account": "acme", "duration": 60.0}),
+               ("tick", {"dt": 61.0}), ("restart", {}),
+               ("new_call", {"node": "n1", "account": "acme", "show_on": "create",
+                             "b_first": False})],
     "item 8": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("tick", {"dt": 61.0}), ("answer", {"i": 0, "bridge": False}), ("restart", {}),
