@@ -53,6 +53,8 @@ REALM = "esl_guard"
 DOWN_BOUND = 120.0  # item 1: a disconnected node's calls stop counting within this
 EARLY = 1.0         # item 8: an answer time known from a resync is right to the second
 TICK_SLACK = 0.2    # duration timers fire within 0.1 s (+ the tick) of their deadline
+LATE = 60.0         # a late event follows its call's end within seconds (FreeSWITCH's event
+                    # queue); generously, within a minute
 
 
 def pending(item: str) -> bool:
@@ -95,6 +97,7 @@ class SCall:
     seen: bool = False       # the guard was told its account (event or channel list)
     admitted: bool = False   # its account reached the guard once (admission happened)
     ended_on: tuple[int, int] | None = None  # the connection its end's events went over
+    ended_mono: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -519,7 +522,7 @@ class GuardModel(RuleBasedStateMachine):
 
     def end(self, call: SCall) -> None:
         del self.sw.calls[call.uuid]
-        call.ended_on = self.conn_id(call.node)
+        call.ended_on, call.ended_mono = self.conn_id(call.node), self.mono
         self.sw.ended[call.uuid] = call
         if call.node in self.down_since:
             self.ended_while_down.add(call.uuid)
@@ -555,12 +558,14 @@ class GuardModel(RuleBasedStateMachine):
     @rule(i=calls)
     def late_event(self, i: int) -> None:
         """A CHANNEL_PROGRESS_MEDIA after the call's end (item 11).  Only on the connection
-        that carried the end: FreeSWITCH sends a new connection no event of a channel
-        destroyed before it subscribed."""
+        that carried the end (FreeSWITCH sends a new connection no event of a channel destroyed
+        before it subscribed), and within :data:`LATE` of the end (it is a reordering of the
+        switch's event queue, not an event of a channel gone for minutes)."""
         self.step += 1
         call = self.pick(i, live=False)
         assert call is not None
-        if call.ended_on is None or call.ended_on != self.conn_id(call.node):
+        if call.ended_on is None or call.ended_on != self.conn_id(call.node) \
+                or self.mono - call.ended_mono > LATE:
             return
         self.deliver(call.node, "CHANNEL_PROGRESS_MEDIA", call.uuid, self.shown(call))
 
