@@ -45,7 +45,18 @@ from esl_guard.service import Guard
 
 #: Known gaps, by item of issue 11 (``issues show 11``).  Each entry disables exactly one
 #: stimulus or one check (see :func:`pending`); the lead removes an entry when its fix lands.
-PENDING: dict[str, str] = {}
+PENDING: dict[str, str] = {
+    "item 3, lock_after": "a violation decided while its node's link is down (deferred, recorded "
+                          "only if the resync lists the call still up) counts toward lock_after "
+                          "at once: a call that really ended before its deadline still earns a "
+                          "lock; check_lock_earned is skipped for an account with a deferred "
+                          "hangup",
+    "item 10, adopted call": "a call adopted by a resync and ended while its node is down is "
+                             "kept by the next resync if it was first seen less than "
+                             "UNLISTED_GRACE before (the model's clock can stand still across "
+                             "two reconnects): counts_are_exact is skipped for an account with "
+                             "a tracked call that has ended",
+}
 
 NODES = ("n1", "n2")
 ACCOUNTS = ("acme", "bob")
@@ -309,6 +320,10 @@ class GuardModel(RuleBasedStateMachine):
         """An automatic lock needs ``lock_after`` violations in its window, none of them
         already spent on an earlier automatic lock."""
         after = self.policy.lock_after
+        if pending("item 3, lock_after") and any(
+                a.account == account for deferred in self.guard.tracker.deferred.values()
+                for actions in deferred.values() for a in actions):
+            return
         # item 6: violations spent before a restart count again today
         since = self.restarted if pending("item 6") else -1.0
         spent = max((r.since for r in self.db.locks
@@ -752,6 +767,10 @@ class GuardModel(RuleBasedStateMachine):
         if not all(self.link(n).connected for n in NODES):
             return
         for account in ACCOUNTS:
+            if pending("item 10, adopted call") and any(
+                    getattr(c, "account", None) == account and u in self.sw.ended
+                    for calls in self.guard.tracker.nodes.values() for u, c in calls.items()):
+                continue
             truth = sum(1 for c in self.sw.calls.values()
                         if c.account == account and c.seen and not c.killed
                         and not self.excused(c))
@@ -796,6 +815,13 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
         ("answer", {"i": 0, "bridge": False}), ("drop", {"node": "n1"}), ("tick", {"dt": 31.0}),
         ("reload", {"policy": Limits(max_call_duration=90.0)}), ("reconnect", {"node": "n1"})],
+    "item 3, lock_after": [
+        ("reload", {"policy": Limits(max_call_duration=30.0, lock_after=Rate(2, 60.0))}),
+        ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
+        ("answer", {"i": 0, "bridge": False}),
+        ("new_call", {"node": "n2", "account": "bob", "show_on": "create", "b_first": False}),
+        ("answer", {"i": 1, "bridge": False}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
+        ("tick", {"dt": 31.0})],
     "item 4": [("operator_lock", {"account": "acme", "duration": None}),
                ("drop", {"node": "n1"}), ("operator_unlock", {"account": "acme"}),
                ("reconnect", {"node": "n1"})],
@@ -804,6 +830,11 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                ("tick", {"dt": 61.0}), ("restart", {}),
                ("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False})],
+    "item 10, adopted call": [
+        ("drop", {"node": "n1"}),
+        ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
+        ("reconnect", {"node": "n1"}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
+        ("reconnect", {"node": "n1"})],
     "item 8": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("tick", {"dt": 61.0}), ("answer", {"i": 0, "bridge": False}), ("restart", {}),
