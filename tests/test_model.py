@@ -64,6 +64,7 @@ REALM = "esl_guard"
 DOWN_BOUND = 120.0  # item 1: a disconnected node's calls stop counting within this
 EARLY = 1.0         # item 8: an answer time known from a resync is right to the second
 TICK_SLACK = 0.2    # duration timers fire within 0.1 s (+ the tick) of their deadline
+LAG = 2.0           # how far FreeSWITCH's core db (show channels) lags behind its events
 LATE = 60.0         # a late event follows its call's end within seconds (FreeSWITCH's event
                     # queue); generously, within a minute
 
@@ -191,7 +192,7 @@ class Switch:
         self.kills: list[Kill] = []
         # Per node, the channel lists since the guard's last connect, oldest first: a lagging
         # answer is one of them (only changes whose events the guard was sent).
-        self.history: dict[str, list[list[Row]]] = {n: [] for n in NODES}
+        self.history: dict[str, list[tuple[float, list[Row]]]] = {n: [] for n in NODES}
 
     def rows(self, node: str) -> list[Row]:
         rows = []
@@ -404,7 +405,10 @@ class GuardModel(RuleBasedStateMachine):
     def answer_rows(self, node: str, lag: int) -> list[ChannelRow]:
         """The channel list as FreeSWITCH's core db had it ``lag`` switch changes ago."""
         history = self.sw.history[node]
-        rows = history[-1 - lag] if lag and len(history) > lag else self.sw.rows(node)
+        # FreeSWITCH's core db lags by a moment, not by minutes: a list older than the change
+        # that superseded it is only possible if that change is under LAG old
+        lagging = lag and len(history) > lag and history[-lag][0] >= self.mono - LAG
+        rows = history[-1 - lag][1] if lagging else self.sw.rows(node)
         for r in rows:
             call = self.sw.calls.get(r.uuid)
             if call is not None and r.account is not None:
@@ -430,7 +434,7 @@ class GuardModel(RuleBasedStateMachine):
     def changed(self) -> None:
         for n in NODES:
             if self.up[n]:
-                self.sw.history[n].append(self.sw.rows(n))
+                self.sw.history[n].append((self.mono, self.sw.rows(n)))
                 del self.sw.history[n][:-4]
 
     # ---- the reference decisions
