@@ -45,6 +45,7 @@ from esl_guard.policy import (
     lock_active,
     release_at,
     sequential_run,
+    still_due,
     uses_recent,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
@@ -715,7 +716,8 @@ class Tracker:
         ended: Mapping[str, float] = self.ended.get(node) or {}
         rows = [row for row in rows if row.uuid not in ended]
         seen = {row.uuid for row in rows}
-        actions, gone = due_hangups(self.deferred.pop(node, {}), seen)
+        actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
+                                     if self._still_due(calls.get(u), acts, now)}, seen)
         doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
         self.deferred_gone += len(gone)
         self.unlisted_kept = 0
@@ -756,6 +758,25 @@ class Tracker:
             self._drop(calls, call, now)
             dropped += 1
         return added, dropped, actions
+
+    def _still_due(self, call: Call | None, actions: list[Action], now: float) -> bool:
+        """A deferred hangup whose reason still holds (:func:`esl_guard.policy.still_due`);
+        if not, the call goes on: counted and timed again, as an adopted call."""
+        for a in actions:
+            if a.kind is ActionKind.HANGUP and a.account is not None:
+                live = call if isinstance(call, Call) else None
+                if still_due(a.rule, self.is_locked(a.account),
+                             live.answered if live is not None else None,
+                             self.limits_for(a.account), now):
+                    return True
+                if live is not None:
+                    live.doomed = False
+                    if not live.counted:
+                        st = self._account_state(a.account, now)
+                        live.account, live.acct = st.name, st
+                        self._count(st, live, now)
+                return False
+        return True
 
     def defer(self, action: Action) -> None:
         """A hangup (or its violation) decided while its node's link is down: kept for the

@@ -22,6 +22,7 @@ runs the long mode.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -45,12 +46,16 @@ from esl_guard.service import Guard
 #: Known gaps, by item of issue 11 (``issues show 11``).  Each entry disables exactly one
 #: stimulus or one check (see :func:`pending`); the lead removes an entry when its fix lands.
 PENDING: dict[str, str] = {
-    "item 1": "a call that ended while its node stays disconnected may count for ever",
-    "item 3": "a hangup decided while its node's link is down is recorded but never carried "
-              "out: its audit row, its count and its missed hangup are not checked",
-    "item 8": "a duration hangup counted from the call's creation (not its answer) is "
-              "accepted",
-    "item 11": "no event is sent after a call's end (a late event brings the call back)",
+    "item 3, lock_after": "a violation decided while its node's link is down (deferred, recorded "
+                          "only if the resync lists the call still up) counts toward lock_after "
+                          "at once: a call that really ended before its deadline still earns a "
+                          "lock; check_lock_earned is skipped for an account with a deferred "
+                          "hangup",
+    "item 10, adopted call": "a call adopted by a resync and ended while its node is down is "
+                             "kept by the next resync if it was first seen less than "
+                             "UNLISTED_GRACE before (the model's clock can stand still across "
+                             "two reconnects): counts_are_exact is skipped for an account with "
+                             "a tracked call that has ended",
 }
 
 NODES = ("n1", "n2")
@@ -59,6 +64,9 @@ REALM = "esl_guard"
 DOWN_BOUND = 120.0  # item 1: a disconnected node's calls stop counting within this
 EARLY = 1.0         # item 8: an answer time known from a resync is right to the second
 TICK_SLACK = 0.2    # duration timers fire within 0.1 s (+ the tick) of their deadline
+LAG = 2.0           # how far FreeSWITCH's core db (show channels) lags behind its events
+LATE = 60.0         # a late event follows its call's end within seconds (FreeSWITCH's event
+                    # queue); generously, within a minute
 
 
 def pending(item: str) -> bool:
@@ -100,6 +108,8 @@ class SCall:
     killed: bool = False     # a uuid_kill reached the switch; its end is on the way
     seen: bool = False       # the guard was told its account (event or channel list)
     admitted: bool = False   # its account reached the guard once (admission happened)
+    ended_on: tuple[int, int] | None = None  # the connection its end's events went over
+    ended_mono: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class FakeDB:
     def __init__(self) -> None:
         self.audit: list[dict[str, Any]] = []
         self.locks: list[LockRow] = []
+        self.unlocks: list[tuple[str, float]] = []  # operators' unlock requests (account, at)
 
     def submit(self, op: dict[str, Any]) -> None:
         kind = op["op"]
@@ -148,11 +159,16 @@ class FakeDB:
         elif kind == "lock":
             self.locks.append(LockRow(op["lock_id"], op["account"], op["since"], op.get("until"),
                                       op.get("reason", ""), op.get("origin", "auto")))
-        elif kind == "unlock":  # as the store does: every active lock of the account ends
+        elif kind == "unlock":  # as the store does: that lock only, or (no lock_id, an
+            # operator's `esl-guard unlock`) every active lock of the account, and the request
+            lock_id = op.get("lock_id")
             for row in self.locks:
-                if row.account == op["account"]:
+                if row.account == op["account"] and not row.released \
+                        and lock_id in (None, row.lock_id):
                     row.released = True
-                    row.ended = row.ended or op["by"] != "expiry" or pending("item 5")
+                    row.ended = row.ended or op["by"] != "expiry"
+            if lock_id is None:
+                self.unlocks.append((op["account"], op["at"]))
 
     def active(self, wall: float) -> list[LockRow]:
         """The locks the database returns as active."""
@@ -176,7 +192,7 @@ class Switch:
         self.kills: list[Kill] = []
         # Per node, the channel lists since the guard's last connect, oldest first: a lagging
         # answer is one of them (only changes whose events the guard was sent).
-        self.history: dict[str, list[list[Row]]] = {n: [] for n in NODES}
+        self.history: dict[str, list[tuple[float, list[Row]]]] = {n: [] for n in NODES}
 
     def rows(self, node: str) -> list[Row]:
         rows = []
@@ -216,14 +232,16 @@ class FakeLink:
             held, self.held = self.held, None
             held.set_exception(ESLError("connection closed"))
 
-    def fetch_channels(self, account_variable: str, wall: Callable[[], float]) -> list[ChannelRow]:
+    def fetch_channels(self, account_variable: str, wall: Callable[[], float],
+                       needs_answer: Callable[[ChannelRow], bool] | None = None
+                       ) -> list[ChannelRow]:
         if not self.connected:
             raise ESLError("not connected")
         if self.owner.sync[self.name].syncing:  # the list asked for on connect: answered at once
-            return self.m.answer_rows(self.name, 0)
+            return self.m.answer_times(self.m.answer_rows(self.name, 0), needs_answer)
         self.held = AsyncResult()
         rows: list[ChannelRow] = self.held.get()
-        return rows
+        return self.m.answer_times(rows, needs_answer)
 
     def api(self, command: str) -> Reply:
         if not self.connected:
@@ -266,11 +284,13 @@ class GuardModel(RuleBasedStateMachine):
         self.decided_down: set[str] = set()  # hangups decided while their node was down
         self.forgotten: set[str] = set()  # ... by a guard that has since restarted
         self.restarted = -1.0  # wall time of the last restart
+        self.generation = 0  # how many restarts: with link.reconnects, names a connection
         self.unconfirmed: set[str] = set()  # accounts auto-locked since the last lock poll
         self.problems: list[str] = []  # found inside the guard's greenlets, reported by invariants
         self.policy = Limits(max_concurrent_calls=1, max_call_duration=90.0)
         self.guard = self.new_guard()
         self.guard.reload(self.config())  # adds the nodes through the link factory
+        self.guard.lock_state_known()  # as the daemon after load_state (an empty database)
         for n in NODES:
             self.connect(n)
 
@@ -301,6 +321,10 @@ class GuardModel(RuleBasedStateMachine):
         """An automatic lock needs ``lock_after`` violations in its window, none of them
         already spent on an earlier automatic lock."""
         after = self.policy.lock_after
+        if pending("item 3, lock_after") and any(
+                a.account == account for deferred in self.guard.tracker.deferred.values()
+                for actions in deferred.values() for a in actions):
+            return
         # item 6: violations spent before a restart count again today
         since = self.restarted if pending("item 6") else -1.0
         spent = max((r.since for r in self.db.locks
@@ -381,7 +405,10 @@ class GuardModel(RuleBasedStateMachine):
     def answer_rows(self, node: str, lag: int) -> list[ChannelRow]:
         """The channel list as FreeSWITCH's core db had it ``lag`` switch changes ago."""
         history = self.sw.history[node]
-        rows = history[-1 - lag] if lag and len(history) > lag else self.sw.rows(node)
+        # FreeSWITCH's core db lags by a moment, not by minutes: a list older than the change
+        # that superseded it is only possible if that change is under LAG old
+        lagging = lag and len(history) > lag and history[-lag][0] >= self.mono - LAG
+        rows = history[-1 - lag][1] if lagging else self.sw.rows(node)
         for r in rows:
             call = self.sw.calls.get(r.uuid)
             if call is not None and r.account is not None:
@@ -389,10 +416,25 @@ class GuardModel(RuleBasedStateMachine):
         return [ChannelRow(r.uuid, r.account, r.b_leg, r.answered, self.wall - r.created)
                 for r in rows]
 
+    def answer_times(self, rows: list[ChannelRow],
+                     needs_answer: Callable[[ChannelRow], bool] | None) -> list[ChannelRow]:
+        """``uuid_dump`` of the rows ``needs_answer`` picks: their answer time (epoch seconds,
+        as FreeSWITCH prints it: whole microseconds), asked for when the list was read."""
+        if needs_answer is None:
+            return rows
+        out = []
+        for r in rows:
+            call = self.sw.calls.get(r.uuid) or next(
+                (c for c in self.sw.calls.values() if c.b_leg == r.uuid), None)
+            if needs_answer(r) and call is not None and call.answered_wall is not None:
+                r = dataclasses.replace(r, answered_at=call.answered_wall)
+            out.append(r)
+        return out
+
     def changed(self) -> None:
         for n in NODES:
             if self.up[n]:
-                self.sw.history[n].append(self.sw.rows(n))
+                self.sw.history[n].append((self.mono, self.sw.rows(n)))
                 del self.sw.history[n][:-4]
 
     # ---- the reference decisions
@@ -491,8 +533,15 @@ class GuardModel(RuleBasedStateMachine):
         self.changed()
         self.deliver(call.node, "CHANNEL_ANSWER", call.uuid, self.shown(call))
 
+    def conn_id(self, node: str) -> tuple[int, int] | None:
+        """The guard's current connection to ``node`` (None: down): a new one after a
+        reconnect or a restart."""
+        link = self.link(node)
+        return (self.generation, link.reconnects) if link.connected else None
+
     def end(self, call: SCall) -> None:
         del self.sw.calls[call.uuid]
+        call.ended_on, call.ended_mono = self.conn_id(call.node), self.mono
         self.sw.ended[call.uuid] = call
         if call.node in self.down_since:
             self.ended_while_down.add(call.uuid)
@@ -527,10 +576,16 @@ class GuardModel(RuleBasedStateMachine):
     @precondition(lambda self: self.sw.ended and not pending("item 11"))
     @rule(i=calls)
     def late_event(self, i: int) -> None:
-        """A CHANNEL_PROGRESS_MEDIA after the call's end (item 11)."""
+        """A CHANNEL_PROGRESS_MEDIA after the call's end (item 11).  Only on the connection
+        that carried the end (FreeSWITCH sends a new connection no event of a channel destroyed
+        before it subscribed), and within :data:`LATE` of the end (it is a reordering of the
+        switch's event queue, not an event of a channel gone for minutes)."""
         self.step += 1
         call = self.pick(i, live=False)
         assert call is not None
+        if call.ended_on is None or call.ended_on != self.conn_id(call.node) \
+                or self.mono - call.ended_mono > LATE:
+            return
         self.deliver(call.node, "CHANNEL_PROGRESS_MEDIA", call.uuid, self.shown(call))
 
     # ---- rules: nodes
@@ -623,7 +678,9 @@ class GuardModel(RuleBasedStateMachine):
     def poll_locks(self) -> None:
         """The daemon's lock poller: the database's active locks."""
         self.unconfirmed.clear()
-        self.guard.sync_locks(self.db.active(self.wall))
+        since = self.guard.pending_since()  # as Daemon.sync_locks
+        unlocked = [u for u in self.db.unlocks if u[1] >= since] if since is not None else []
+        self.guard.sync_locks(self.db.active(self.wall), unlocked)
 
     @rule()
     def restart(self) -> None:
@@ -633,19 +690,23 @@ class GuardModel(RuleBasedStateMachine):
         for n in NODES:
             self.link(n).stop()
         self.guard = self.new_guard()
+        self.generation += 1
         self.guard.reload(self.config())
         horizon = max((r.window for r in [self.policy.lock_after] if r is not None), default=0.0)
         history: dict[str, list[float]] = {}
         for row in self.db.locks:
             if row.since >= self.wall - ESCALATION_WINDOW:
                 history.setdefault(row.account, []).append(row.since)
-        violations = [(r["account"], r["time"]) for r in self.db.audit
-                      if r["kind"] == "violation" and not r["dry_run"]
-                      and r["time"] >= self.wall - horizon] if horizon else []
+        # as Store.lock_window_events: violations (not dry run) and lock_after decisions
+        window = [(r["account"], r["time"], r["kind"]) for r in self.db.audit
+                  if ((r["kind"] == "violation" and not r["dry_run"])
+                      or (r["kind"] == "lock" and r["rule"] == "lock_after"))
+                  and r["time"] >= self.wall - horizon] if horizon else []
         self.restarted = self.wall
         self.unconfirmed.clear()  # the new daemon reads them from the database
         self.forgotten |= self.decided_down  # the new one remembers no hangup the old one decided
-        self.guard.restore_state(self.db.active(self.wall), history, violations)
+        self.guard.restore_state(self.db.active(self.wall), history, window)
+        self.guard.lock_state_known()  # as Daemon.load_state
         for c in self.sw.calls.values():
             c.seen = False  # the new guard knows only what the channel lists tell it
         for n in NODES:
@@ -710,6 +771,10 @@ class GuardModel(RuleBasedStateMachine):
         if not all(self.link(n).connected for n in NODES):
             return
         for account in ACCOUNTS:
+            if pending("item 10, adopted call") and any(
+                    getattr(c, "account", None) == account and u in self.sw.ended
+                    for calls in self.guard.tracker.nodes.values() for u, c in calls.items()):
+                continue
             truth = sum(1 for c in self.sw.calls.values()
                         if c.account == account and c.seen and not c.killed
                         and not self.excused(c))
@@ -740,6 +805,40 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "item 3": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("drop", {"node": "n1"}), ("operator_lock", {"account": "acme", "duration": None})],
+    # a hangup deferred while the link is down is carried out only if its reason still holds
+    "item 3, unlocked meanwhile": [
+        ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
+        ("drop", {"node": "n1"}), ("operator_lock", {"account": "acme", "duration": None}),
+        ("operator_unlock", {"account": "acme"}), ("reconnect", {"node": "n1"})],
+    "item 3, lock expired meanwhile": [
+        ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
+        ("drop", {"node": "n1"}), ("operator_lock", {"account": "acme", "duration": 60.0}),
+        ("tick", {"dt": 61.0}), ("reconnect", {"node": "n1"})],
+    "item 3, limit raised meanwhile": [
+        ("reload", {"policy": Limits(max_call_duration=30.0)}),
+        ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
+        ("answer", {"i": 0, "bridge": False}), ("drop", {"node": "n1"}), ("tick", {"dt": 31.0}),
+        ("reload", {"policy": Limits(max_call_duration=90.0)}), ("reconnect", {"node": "n1"})],
+    "item 3, lock_after": [
+        ("reload", {"policy": Limits(max_call_duration=30.0, lock_after=Rate(2, 60.0))}),
+        ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
+        ("answer", {"i": 0, "bridge": False}),
+        ("new_call", {"node": "n2", "account": "bob", "show_on": "create", "b_first": False}),
+        ("answer", {"i": 1, "bridge": False}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
+        ("tick", {"dt": 31.0})],
+    "item 4": [("operator_lock", {"account": "acme", "duration": None}),
+               ("drop", {"node": "n1"}), ("operator_unlock", {"account": "acme"}),
+               ("reconnect", {"node": "n1"})],
+    "item 5": [("operator_lock", {"account": "acme", "duration": None}),
+               ("operator_lock", {"account": "acme", "duration": 60.0}),
+               ("tick", {"dt": 61.0}), ("restart", {}),
+               ("new_call", {"node": "n1", "account": "acme", "show_on": "create",
+                             "b_first": False})],
+    "item 10, adopted call": [
+        ("drop", {"node": "n1"}),
+        ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
+        ("reconnect", {"node": "n1"}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
+        ("reconnect", {"node": "n1"})],
     "item 8": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("tick", {"dt": 61.0}), ("answer", {"i": 0, "bridge": False}), ("restart", {}),
@@ -776,7 +875,7 @@ def run_interleaving(steps: list[tuple[str, dict[str, Any]]]) -> None:
         PENDING.update(saved)
 
 
-@pytest.mark.parametrize("item", sorted(INTERLEAVINGS, key=lambda k: int(k.split()[1])))
+@pytest.mark.parametrize("item", sorted(INTERLEAVINGS, key=lambda k: (int(k.split()[1].rstrip(",")), k)))
 def test_known_interleaving(item: str) -> None:
     """Passes once the item is fixed (then remove it from PENDING); fails until then."""
     if item in PENDING:

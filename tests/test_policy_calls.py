@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Rate
+from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Rate, Rule
 from esl_guard.policy import (
     ACCOUNT_IDLE,
     answered_ago,
@@ -17,6 +17,7 @@ from esl_guard.policy import (
     node_lost,
     recheck_after,
     release_at,
+    still_due,
 )
 from esl_guard.policy.calls import ENDED_MARGIN, UNLISTED_GRACE
 from esl_guard.resync import answered_time, parse_channels
@@ -62,6 +63,21 @@ def test_due_hangups_only_for_listed_calls() -> None:
     deferred = {"u1": ["v1", "h1"], "u2": ["h2"], "u3": ["h3"]}
     assert due_hangups(deferred, {"u1", "u3", "x"}) == (["v1", "h1", "h3"], ["u2"])
     assert due_hangups({}, {"u1"}) == ([], [])
+
+
+@pytest.mark.parametrize(("rule", "locked", "answered", "limits", "due"), [
+    (Rule.LOCKED, True, None, Limits(), True),
+    (Rule.LOCKED, False, None, Limits(), False),               # unlocked or expired meanwhile
+    (Rule.LOCKED, True, None, Limits(dry_run=True), False),    # reloaded to a dry run
+    (Rule.DURATION, False, 0.0, Limits(max_call_duration=30.0), True),
+    (Rule.DURATION, False, 0.0, Limits(max_call_duration=90.0), False),  # limit raised
+    (Rule.DURATION, False, 0.0, Limits(), False),                        # limit removed
+    (Rule.DURATION, False, None, Limits(max_call_duration=90.0), True),  # age unknown
+    (Rule.CONCURRENCY, False, None, Limits(), True),           # admission decisions stand
+])
+def test_still_due(rule: Rule, locked: bool, answered: float | None, limits: Limits,
+                   due: bool) -> None:
+    assert still_due(rule, locked, answered, limits, 60.0) is due
 
 
 @pytest.mark.parametrize(("creations", "violations", "limits", "at"), [

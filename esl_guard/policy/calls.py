@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Container, Mapping, Sequence
 from typing import TypeVar
 
-from esl_guard.model import Limits
+from esl_guard.model import Limits, Rule
+from esl_guard.policy.duration import duration_deadline
 
 #: a call first seen less than this before a channel list was asked for may be missing from it
 UNLISTED_GRACE = 5.0
@@ -87,6 +88,22 @@ def due_hangups(deferred: Mapping[str, Sequence[T]], listed: Container[str]
         else:
             gone.append(uuid)
     return due, gone
+
+
+def still_due(rule: Rule | None, locked: bool, answered: float | None, limits: Limits,
+              now: float) -> bool:
+    """Whether a hangup deferred while its node's link was down (for ``rule``) is still right
+    when the link is back: not if the account's lock ended meanwhile, a reload made it a dry run
+    or raised the duration limit past the call's age (``answered``: monotonic, None when
+    unknown).  Admission decisions (concurrency, rate, detectors) stand as they were made."""
+    if limits.dry_run:
+        return False
+    if rule is Rule.LOCKED:
+        return locked
+    if rule is Rule.DURATION and answered is not None:
+        deadline = duration_deadline(answered, limits)
+        return deadline is not None and now >= deadline
+    return True
 
 
 def release_at(idle_since: float, creations: Sequence[float], violations: Sequence[float],
