@@ -249,6 +249,11 @@ def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_pa
                              RECONNECT_TIMEOUT, interval=0.5,
                              what=f"esl-guard to push {locked} again after the restart")
         assert again == before, (before, again)
+        # The module's daemon may have pushed it: wait for THIS daemon's resync too, or the new
+        # calls below could start before it reconnects and be adopted as calls already up.
+        eslsock.poll(lambda: guard.log.read_text(errors="replace").count("initial resync") >= 2,
+                     RECONNECT_TIMEOUT, interval=0.2,
+                     what="esl-guard to reconnect and resync after the restart")
 
         # the pushed lock works: the dialplan refuses the account again
         res = place_calls("relocked", locked, scenario="uac_locked.xml", calls=1,
