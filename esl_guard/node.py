@@ -31,6 +31,7 @@ from esl_guard.config import NodeConfig
 from esl_guard.esl import ESLError, GuardESL, Reply
 from esl_guard.events import SUBSCRIPTION
 from esl_guard.model import ChannelRow
+from esl_guard.safety import is_uuid
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class NodeLink:
         self.reconnects = 0
         self.last_error: str | None = None
         self.connected_since: float | None = None
+        #: the switch's Core-UUID, asked for on each connect: a new one means FreeSWITCH
+        #: restarted and every call of its previous run is gone (None: the peer did not say)
+        self.core_uuid: str | None = None
         self._wait = wait or DEFAULT_WAIT
         self._stopping = False
         self._closed = Event()
@@ -131,6 +135,10 @@ class NodeLink:
                         on_close=self._on_close)
         self.conn = conn
         conn.connect()
+        # Asked before subscribing, so no event of the new run is handled before the owner
+        # knows whether the switch restarted.
+        core = conn.send("api global_getvar core_uuid").body.strip()
+        self.core_uuid = core if is_uuid(core) else None
         reply = conn.send(f"event plain {SUBSCRIPTION}")
         if not reply.ok:
             conn.close("subscription refused")

@@ -32,6 +32,7 @@ from esl_guard.policy import (
     parse_hash_dump,
     recheck_after,
     reconcile_locks,
+    restarted,
     restored_windows,
     stale_hash_keys,
 )
@@ -58,6 +59,7 @@ class NodeSync:
     ok: bool = False
     failures: int = 0               # reconciliations failed in a row (retried within seconds)
     asked: float = 0.0              # wall time the latest channel list was asked for
+    core_uuid: str | None = None    # the switch's Core-UUID when last connected
 
 
 class Guard:
@@ -197,6 +199,12 @@ class Guard:
         self._push_all_locks(link)
         self._spawn(self._delete_stale_hash, link)
         st = self.sync[link.name]
+        if restarted(st.core_uuid, link.core_uuid):
+            n = self.tracker.forget_node(link.name, self.clock())
+            syslog.warning("node %s: FreeSWITCH restarted (new Core-UUID %s): its %d calls "
+                           "ended with its previous run and no longer count", link.name,
+                           link.core_uuid, n)
+        st.core_uuid = link.core_uuid or st.core_uuid
         st.down_since = None
         st.ok = False
         st.syncing = True

@@ -171,3 +171,22 @@ def test_journal_disk_full_keeps_rows_in_memory_until_the_db_returns(
     finally:
         h.stop()
         proxy.stop()
+
+
+def test_freeswitch_killed_with_calls_up_and_back_at_once(h: Harness, fs: FakeFreeSWITCH) -> None:
+    """FreeSWITCH SIGKILLed and started again within seconds: its calls end without one event.
+    The reconnect sees a new Core-UUID, so the calls of the old instance stop counting at once,
+    not after the channel list's grace: of two new calls (limit 1) exactly one is hung up."""
+    d = h.start("max_concurrent_calls = 1")
+    up = fs.create_call("acme", account_on="create")
+    fs.answer(up)
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    before = d.guard.links["default"].reconnects
+    fs.crash()
+    assert wait_for(lambda: recovered(h, before), timeout=10)
+    assert d.guard.tracker.active("acme") == 0
+    first = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    second = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: h.killed(second))
+    assert not h.killed(first) and not h.killed(up)

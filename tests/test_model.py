@@ -216,6 +216,7 @@ class FakeLink:
         self.m = machine
         self.connected = False
         self.connected_since: float | None = None
+        self.core_uuid: str | None = None
         self.reconnects = 0
         self.last_error: str | None = None
         self.held: AsyncResult | None = None  # a periodic channel list waiting for its answer

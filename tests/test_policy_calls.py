@@ -17,6 +17,7 @@ from esl_guard.policy import (
     node_lost,
     recheck_after,
     release_at,
+    restarted,
     still_due,
 )
 from esl_guard.policy.calls import ENDED_MARGIN, UNLISTED_GRACE
@@ -37,6 +38,16 @@ G = UNLISTED_GRACE
 ])
 def test_keeps_unlisted(first_seen: float | None, asked: float | None, kept: bool) -> None:
     assert keeps_unlisted(first_seen, asked) is kept
+
+
+@pytest.mark.parametrize(("before", "now", "yes"), [
+    (U[0], U[1], True),     # a new Core-UUID: a new run of FreeSWITCH
+    (U[0], U[0], False),    # the same run: only the link was down
+    (None, U[1], False),    # the first connect
+    (U[0], None, False),    # a peer that does not say: no conclusion
+])
+def test_restarted(before: str | None, now: str | None, yes: bool) -> None:
+    assert restarted(before, now) is yes
 
 
 @pytest.mark.parametrize(("down_since", "now", "after", "lost"), [

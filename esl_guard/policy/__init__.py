@@ -17,7 +17,8 @@ Rule -> function:
 - ``lock_after`` + escalation                  -> :func:`check_lock_after`, :func:`lock_duration`
 - lock expiry                                  -> :func:`check_lock_expiry`
 - a channel list that lags, a lost node,       -> :mod:`esl_guard.policy.calls`
-  deferred hangups, idle accounts                 (:func:`keeps_unlisted`, :func:`node_lost`,
+  deferred hangups, idle accounts, a restart      (:func:`keeps_unlisted`, :func:`node_lost`,
+                                                  :func:`restarted`,
                                                   :func:`due_hangups`, :func:`release_at`)
 - a listed call's answer time                   -> :func:`needs_answer_time`, :func:`answered_ago`
 - detectors (issue 13), in ``detectors.py``: ``caller_id_allowed`` -> :func:`check_caller_id`,
@@ -66,6 +67,7 @@ from esl_guard.policy.calls import (
     node_lost,
     recheck_after,
     release_at,
+    restarted,
     still_due,
 )
 from esl_guard.policy.detectors import (
@@ -114,5 +116,5 @@ __all__ = [
     "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
     "restored_windows", "stale_hash_keys",
     "ACCOUNT_IDLE", "answered_ago", "due_hangups", "needs_answer_time", "still_due", "ended_horizon",
-    "keeps_unlisted", "node_lost", "recheck_after", "release_at",
+    "keeps_unlisted", "node_lost", "recheck_after", "release_at", "restarted",
 ]

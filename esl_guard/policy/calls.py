@@ -8,6 +8,8 @@ events, a node whose link is down, an account with no live calls.  Pure: times a
   list was asked for that the database may not list it yet.
 - A node whose link has been down ``node_lost_after`` seconds is lost (:func:`node_lost`): its
   calls stop counting; its next resync re-adopts those really up.
+- A node whose Core-UUID changed across a reconnect restarted (:func:`restarted`): its calls
+  of before are gone at once.
 - A hangup decided while its node's link is down is carried out after the reconnect only for
   the calls the resync lists (:func:`due_hangups`).
 - An account with no live calls is forgotten at :func:`release_at`.
@@ -74,6 +76,13 @@ def answered_ago(age: float, answered_at: float | None, wall: float) -> float:
 def node_lost(down_since: float | None, now: float, lost_after: float) -> bool:
     """The node's link has been down for ``lost_after`` seconds: its calls stop counting."""
     return down_since is not None and now - down_since >= lost_after
+
+
+def restarted(before: str | None, now: str | None) -> bool:
+    """The switch's Core-UUID changed across a reconnect: FreeSWITCH restarted, and every call
+    of its previous run ended with it, whatever a channel list asked for soon after would keep
+    (:func:`keeps_unlisted`).  Unknown on either side: no conclusion."""
+    return before is not None and now is not None and before != now
 
 
 def due_hangups(deferred: Mapping[str, Sequence[T]], listed: Container[str]

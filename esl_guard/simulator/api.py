@@ -61,6 +61,11 @@ def _status(fs: FakeFreeSWITCH, args: str) -> Result:
     return text.encode(), []
 
 
+def _global_getvar(fs: FakeFreeSWITCH, args: str) -> Result:
+    """Only ``core_uuid`` is known; FreeSWITCH answers an unset variable with an empty body."""
+    return (fs.core_uuid if args == "core_uuid" else "").encode(), []
+
+
 def _show(fs: FakeFreeSWITCH, args: str) -> Result:
     words = args.split()
     if not words:
@@ -207,7 +212,8 @@ def _shutdown(fs: FakeFreeSWITCH, args: str) -> Result:
 
 
 _APIS: dict[str, Callable[[FakeFreeSWITCH, str], Result]] = {
-    "status": _status, "show": _show, "uuid_kill": _uuid_kill, "uuid_exists": _uuid_exists,
-    "uuid_getvar": _uuid_getvar, "uuid_dump": _uuid_dump, "hupall": _hupall, "hash": _hash,
+    "status": _status, "show": _show, "global_getvar": _global_getvar,
+    "uuid_kill": _uuid_kill, "uuid_exists": _uuid_exists, "uuid_getvar": _uuid_getvar,
+    "uuid_dump": _uuid_dump, "hupall": _hupall, "hash": _hash,
     "hash_dump": _hash_dump, "version": _version, "shutdown": _shutdown,
 }

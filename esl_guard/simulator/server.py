@@ -230,6 +230,15 @@ class FakeFreeSWITCH:
         self.hash.clear()
         self._boot()
 
+    def crash(self) -> None:
+        """FreeSWITCH killed (SIGKILL) and started again: its calls vanish without one event,
+        every client connection is reset, mod_hash is emptied; the listener stays open and the
+        new instance has a new Core-UUID."""
+        self._channels.clear()
+        self.drop_connections(reset=True)
+        self.hash.clear()
+        self._boot()
+
     # ---- calls -------------------------------------------------------------------------------
     def create_call(self, account: str | None = "acme", *, uuid: str | None = None,
                     account_on: str = "create", dest: str = "9001", direction: str = "inbound",

@@ -215,10 +215,6 @@ def busiest_active(guard: GuardProcess, account: str) -> int | None:
     return next((b["active"] for b in snap.get("busiest", []) if b["account"] == account), 0)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, intermittent (about 1 run in 3 under load): "
-                   "after FreeSWITCH restarts, the initial resync sometimes drops no phantom "
-                   "call, the call that died with FreeSWITCH keeps counting and both new calls "
-                   "are hung up; see the session note on issue 10")
 def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_path: Path,
                                           place_calls: PlaceCalls, guard: GuardProcess,
                                           restart_freeswitch: Callable[[], None] | None) -> None:
@@ -258,6 +254,9 @@ def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_pa
         eslsock.poll(lambda: guard.log.read_text(errors="replace").count("initial resync") >= 2,
                      RECONNECT_TIMEOUT, interval=0.2,
                      what="esl-guard to reconnect and resync after the restart")
+        # it saw the new Core-UUID: the call of the killed run stopped counting at once
+        assert "FreeSWITCH restarted (new Core-UUID" in guard.log.read_text(errors="replace"), \
+            guard.tail()
 
         # the pushed lock works: the dialplan refuses the account again
         res = place_calls("relocked", locked, scenario="uac_locked.xml", calls=1,
