@@ -104,12 +104,12 @@ class Daemon:
         horizon = max((r.window for r in self._lock_windows()), default=0.0)
         events = (self._db_call(self.store.lock_window_events, wall - horizon, started)
                   if horizon else [])
-        self.guard.restore_state(locks, history, events)
+        restored = self.guard.restore_state(locks, history, events)
         self.locks_loaded = True
         self.guard.set_fail_closed(False)
         self.guard.lock_state_known()
-        log.info("state loaded: %d active locks, %d recent violations", len(locks),
-                 sum(1 for e in events if e[2] == "violation"))
+        for line in restored:  # one line per kind: old locks are not new decisions (issue 16)
+            log.info("%s", line)
 
     def _lock_windows(self) -> list[Any]:
         cfg = self.config
