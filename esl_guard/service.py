@@ -21,8 +21,17 @@ from gevent.event import AsyncResult
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.logsummary import RefusalSummary
 from esl_guard.metrics import Metrics
-from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
+from esl_guard.model import (
+    Action,
+    ActionKind,
+    AuditRecord,
+    ChannelRow,
+    Lock,
+    Rule,
+    clause_of,
+)
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
     ended_horizon,
@@ -44,6 +53,8 @@ log = logging.getLogger("esl_guard.enforce")
 syslog = logging.getLogger(__name__)
 
 TICK = 0.2
+#: A locked account's refused calls: the first logged in full, then one count per this period.
+REFUSAL_LOG_PERIOD = 60.0
 
 
 def _plural(n: int, word: str) -> str:
@@ -110,6 +121,7 @@ class Guard:
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._warned: set[str] = set()
+        self.refusals = RefusalSummary(REFUSAL_LOG_PERIOD)
         # Gauges computed when scraped, so they are never stale.
         tr = self.tracker
         self.metrics.active_calls.set_function(tr.live_calls)
@@ -161,6 +173,11 @@ class Guard:
     def tick(self) -> None:
         now = self.clock()
         self.dispatch(self.tracker.tick(now))
+        for s in self.refusals.due(now):
+            log.warning("refused: account=%s rule=locked count=%d seconds=%.0f detail=%r",
+                        describe_account(s.account), s.count, s.seconds,
+                        f"{s.count} more calls of the locked account refused, each in the "
+                        "audit trail")
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
@@ -415,6 +432,9 @@ class Guard:
                 "locked": self.tracker.is_locked(account)}
 
     def _log_action(self, a: Action) -> None:
+        if (a.kind is ActionKind.HANGUP and a.rule is Rule.LOCKED
+                and not self.refusals.refused(a.account, self.clock())):
+            return  # counted: one line per account per period (tick)
         parts = [f"{a.kind.value}:", f"account={describe_account(a.account)}",
                  f"rule={a.rule.value if a.rule else '-'}",
                  f"clause={a.clause or clause_of(a.rule) or '-'}"]
