@@ -47,7 +47,8 @@ class Daemon:
         self.metrics = Metrics()
         self.store = Store(config.database.url)
         self.journal = Journal(config.database.journal)
-        self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max)
+        self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max,
+                                  retention=config.database.audit_retention)
         self.metrics.db_write_failures = lambda: self.writer.write_failures
         self.db = ThreadPool(2)  # LISTEN in one thread, reads and status in the other; the writer has its own
         self.webhook = Webhook(config.notify, self.metrics) if config.notify else None

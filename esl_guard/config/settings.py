@@ -115,6 +115,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             kind="integer"),
     Setting("poll_interval", duration, "2s", "poll the database for manual lock changes", _DB,
             kind=_DUR),
+    Setting("audit_retention", duration, "90d",
+            "audit rows older than this are deleted, hourly, by the daemon's database writer "
+            "(off: kept forever)", _DB, kind=_DUR, off=True),
     Setting("account_variable",
             matching(NAME_RE, "expected a channel variable name (letters, digits, _)"),
             "accountcode", "channel variable that names the account", _POL, kind="name"),
@@ -240,6 +243,7 @@ class DatabaseConfig:
     journal: str = DEFAULT_JOURNAL
     queue_max: int = default_value("queue_max")
     poll_interval: float = default_value("poll_interval")
+    audit_retention: float | None = default_value("audit_retention")
 
     @property
     def safe_url(self) -> str:
@@ -250,7 +254,8 @@ class DatabaseConfig:
         return (
             f"DatabaseConfig(url={self.safe_url!r}, auto_migrate={self.auto_migrate!r}, "
             f"fail_mode={self.fail_mode!r}, journal={self.journal!r}, "
-            f"queue_max={self.queue_max!r}, poll_interval={self.poll_interval!r})"
+            f"queue_max={self.queue_max!r}, poll_interval={self.poll_interval!r}, "
+            f"audit_retention={self.audit_retention!r})"
         )
 
 
