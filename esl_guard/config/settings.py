@@ -106,7 +106,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
     Setting("auto_migrate", boolean, "true", "upgrade the schema at start-up", _DB,
             kind="boolean"),
     Setting("fail_mode", choice("open", "closed"), "open",
-            "without the database: open = keep enforcing from memory, closed = refuse", _DB,
+            "the lock state cannot be loaded at start (database down): open = enforce the "
+            "limits and the locks known from the journal, closed = refuse every new call until "
+            "it is known; the daemon starts either way", _DB,
             kind="open|closed"),
     Setting("journal", one_line("expected a file path"), None,
             "audit rows spill here while the database is down (default: journal.jsonl beside "
