@@ -19,6 +19,15 @@ ROOT = Path(__file__).parent.parent
 class DaemonProcess:
     """``esl-guard run -c CONF`` with its stderr in a file; one process per :meth:`start`."""
 
+    @classmethod
+    def over_sqlite(cls, directory: Path, fs: FakeFreeSWITCH, policy: str) -> DaemonProcess:
+        """The daemon of a conf in ``directory`` (its SQLite database, journal and control
+        socket there too) with ``policy`` as its [policy] section."""
+        from tests.harness import Harness
+
+        harness = Harness(directory, f"sqlite:///{directory / 'guard.db'}", fs)
+        return cls(harness.write(policy), fs, directory)
+
     def __init__(self, conf: Path, fs: FakeFreeSWITCH, log_dir: Path) -> None:
         self.conf = conf
         self.fs = fs

@@ -15,7 +15,7 @@ import pytest
 
 from esl_guard.control import ControlError, ask, socket_path
 from esl_guard.simulator import FakeFreeSWITCH
-from tests.harness import Harness, cli, wait_for
+from tests.harness import cli, wait_for
 from tests.process import DaemonProcess
 
 POLICY = ("max_concurrent_calls = 5\nmax_call_rate = 10/1m\nlock_after = 3/10m\n\n"
@@ -32,8 +32,7 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def proc(state_dir: Path, fs: FakeFreeSWITCH) -> Iterator[DaemonProcess]:
-    harness = Harness(state_dir, f"sqlite:///{state_dir / 'guard.db'}", fs)
-    p = DaemonProcess(harness.write(POLICY), fs, state_dir)
+    p = DaemonProcess.over_sqlite(state_dir, fs, POLICY)
     yield p
     p.stop()
 

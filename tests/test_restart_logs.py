@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from esl_guard.simulator import FakeFreeSWITCH
-from tests.harness import Harness, cli, wait_for
+from tests.harness import cli, wait_for
 from tests.process import DaemonProcess
 
 POLICY = ("max_concurrent_calls = 5\nlock_after = 1/10m\nlock_duration = 1h\n\n"
@@ -20,8 +20,7 @@ POLICY = ("max_concurrent_calls = 5\nlock_after = 1/10m\nlock_duration = 1h\n\n"
 
 @pytest.fixture
 def proc(tmp_path: Path, fs: FakeFreeSWITCH) -> Iterator[DaemonProcess]:
-    harness = Harness(tmp_path, f"sqlite:///{tmp_path / 'guard.db'}", fs)
-    p = DaemonProcess(harness.write(POLICY), fs, tmp_path)
+    p = DaemonProcess.over_sqlite(tmp_path, fs, POLICY)
     yield p
     p.stop()
 
