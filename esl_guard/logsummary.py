@@ -58,5 +58,12 @@ class RefusalSummary:
                 del self._open[account]
         return out
 
+    def flush(self, now: float) -> list[Summary]:
+        """At a stop: every count not logged yet, whether its period ended or not."""
+        out = [Summary(account, int(count), start, now - start)
+               for account, (start, count) in sorted(self._open.items()) if count]
+        self._open.clear()
+        return out
+
     def __len__(self) -> int:
         return len(self._open)

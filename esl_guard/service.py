@@ -21,7 +21,7 @@ from gevent.event import AsyncResult
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
-from esl_guard.logsummary import RefusalSummary
+from esl_guard.logsummary import RefusalSummary, Summary
 from esl_guard.metrics import Metrics
 from esl_guard.model import (
     Action,
@@ -158,6 +158,7 @@ class Guard:
 
     def stop(self) -> None:
         self._stopping = True
+        self._log_refusals(self.refusals.flush(self.clock()))
         for link in self.links.values():
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
@@ -173,11 +174,7 @@ class Guard:
     def tick(self) -> None:
         now = self.clock()
         self.dispatch(self.tracker.tick(now))
-        for s in self.refusals.due(now):
-            log.warning("refused: account=%s rule=locked count=%d seconds=%.0f detail=%r",
-                        describe_account(s.account), s.count, s.seconds,
-                        f"{s.count} more calls of the locked account refused, each in the "
-                        "audit trail")
+        self._log_refusals(self.refusals.due(now))
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
@@ -430,6 +427,13 @@ class Guard:
         """The account's usage at this moment, for a notification."""
         return {"active_calls": self.tracker.active(account),
                 "locked": self.tracker.is_locked(account)}
+
+    def _log_refusals(self, summaries: list[Summary]) -> None:
+        for s in summaries:
+            log.warning("refused: account=%s rule=locked count=%d seconds=%.0f detail=%r",
+                        describe_account(s.account), s.count, s.seconds,
+                        f"{s.count} more calls of the locked account refused, each in the "
+                        "audit trail")
 
     def _log_action(self, a: Action) -> None:
         if (a.kind is ActionKind.HANGUP and a.rule is Rule.LOCKED

@@ -43,6 +43,15 @@ def test_a_quiet_period_is_forgotten_and_the_next_refusal_is_logged_in_full() ->
     assert s.refused("acme", 61.0) is True
 
 
+def test_a_stop_logs_the_counts_not_logged_yet() -> None:
+    s = RefusalSummary(60.0)
+    s.refused("acme", 0.0)
+    s.refused("acme", 5.0)
+    s.refused("bob", 6.0)  # logged in full, nothing counted
+    assert s.flush(10.0) == [Summary("acme", 1, 0.0, 10.0)]
+    assert len(s) == 0
+
+
 def test_a_count_whose_period_ended_before_the_tick_is_still_reported() -> None:
     s = RefusalSummary(60.0)
     s.refused("acme", 0.0)
