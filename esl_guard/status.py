@@ -143,6 +143,7 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
 
 WINDOW_HEADER = ("LIMIT", "NOW", "MAX")
 CALLS_HEADER = ("UUID", "NODE", "CLASS", "ANSWERED", "SEEN")
+MAX_CALLS_SHOWN = 50
 
 
 def _limit_rows(windows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -151,7 +152,8 @@ def _limit_rows(windows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         limit = w.get("limit")
         shown = "off" if limit is None else str(limit)
         over = w.get("max") is not None and w["observed"] >= w["max"]
-        rows.append((w["rule"], f"{w['observed']}{' (AT LIMIT)' if over else ''}", shown))
+        unit = "s" if w["rule"] == "max_call_duration" and w["observed"] != "?" else ""
+        rows.append((w["rule"], f"{w['observed']}{unit}{' (AT LIMIT)' if over else ''}", shown))
     return rows
 
 
@@ -183,10 +185,14 @@ def render_account(store: Any, account: str, *, as_json: bool, now: float, utc: 
         if live.get("by_class"):
             line += "; by class: " + ", ".join(f"{k} {c}" for k, c in live["by_class"].items())
         out.append(line + ")")
-        if live["calls"]:
+        calls = live["calls"]
+        if calls:
             out += ["  " + r for r in table(CALLS_HEADER, [
                 (c["uuid"], c["node"], c.get("class") or "-", "yes" if c["answered"] else "no",
-                 "-" if c["age"] is None else f"{c['age']:g}s ago") for c in live["calls"]])]
+                 "-" if c["age"] is None else f"{c['age']:g}s ago")
+                for c in calls[:MAX_CALLS_SHOWN]])]
+        if len(calls) > MAX_CALLS_SHOWN:
+            out.append(f"  ... and {len(calls) - MAX_CALLS_SHOWN} more (--json lists them all)")
     out.append("")
     rows = _limit_rows(live["windows"] if live is not None else (limits_rows or []))
     out += table(WINDOW_HEADER, rows)
