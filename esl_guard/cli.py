@@ -90,11 +90,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="only decisions under this clause of the policy (repeat for several)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     sp = command("status", "daemon state, nodes, active calls, busiest accounts, locks, "
-                 "recent actions")
+                 "recent actions; with ACCOUNT, that account")
+    sp.add_argument("account", nargs="?", metavar="ACCOUNT",
+                    help="one account: live calls by node and destination class, each window "
+                    "against its limit, its lock, its last decisions")
     conf(sp)
     utc(sp)
-    sp.add_argument("--json", action="store_true", help="the stored snapshot and the locks as "
-                    "JSON")
+    sp.add_argument("--json", action="store_true", help="the same as JSON (\"source\": \"live\" "
+                    "when the daemon answered, \"stored\" for its last stored report)")
     sp = command("db", "database maintenance")
     dbsub = sp.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
     dbsub.required = True
@@ -313,11 +316,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from esl_guard.status import render_status
+    """Ask the running daemon over its control socket; when it cannot be asked, show its last
+    stored report and say why and how old."""
+    from esl_guard.control import ControlError, ask, socket_path
+    from esl_guard.status import render_account, render_status
 
     config = _load(args.config)
+    account = _account(args.account) if args.account is not None else None
+    request = {"get": "status"} if account is None else {"get": "account", "account": account}
+    live: dict[str, Any] | None = None
+    unreachable = None
+    try:
+        live = ask(socket_path(config.database.journal), request)
+    except ControlError as exc:
+        unreachable = str(exc)
     store = _store(config, migrate=False, create=False)
-    print(render_status(store, config, as_json=args.json, now=time.time(), utc=args.utc))
+    now = time.time()
+    if account is None:
+        print(render_status(store, config, as_json=args.json, now=now, utc=args.utc, live=live,
+                            unreachable=unreachable))
+        return 0
+    from esl_guard.live import windows
+
+    rows = [dict(w, observed="?", max=None)
+            for w in windows(None, config.limits_for(account), 0.0)]
+    print(render_account(store, account, as_json=args.json, now=now, utc=args.utc, live=live,
+                         unreachable=unreachable, limits_rows=rows))
     return 0
 
 

@@ -19,6 +19,8 @@ from gevent.threadpool import ThreadPool
 
 from esl_guard import __version__
 from esl_guard.config import Config, ConfigError, diff_config, load_config
+from esl_guard.control import ControlServer, socket_path
+from esl_guard.live import account_detail
 from esl_guard.logsetup import setup_logging
 from esl_guard.metrics import Metrics
 from esl_guard.notify import Webhook
@@ -45,12 +47,14 @@ class Daemon:
         self.metrics = Metrics()
         self.store = Store(config.database.url)
         self.journal = Journal(config.database.journal)
-        self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max)
+        self.writer = AuditWriter(self.store, self.journal, queue_max=config.database.queue_max,
+                                  retention=config.database.audit_retention)
         self.metrics.db_write_failures = lambda: self.writer.write_failures
         self.db = ThreadPool(2)  # LISTEN in one thread, reads and status in the other; the writer has its own
         self.webhook = Webhook(config.notify, self.metrics) if config.notify else None
         self.guard = Guard(config, writer=self.writer, store=self.store, metrics=self.metrics,
                            notifier=self.notifier, webhook=self.webhook)
+        self.control = ControlServer(socket_path(config.database.journal), self._control)
         self.locks_loaded = False
         self._wake = Event()
         self._signals: list[int] = []
@@ -104,12 +108,12 @@ class Daemon:
         horizon = max((r.window for r in self._lock_windows()), default=0.0)
         events = (self._db_call(self.store.lock_window_events, wall - horizon, started)
                   if horizon else [])
-        self.guard.restore_state(locks, history, events)
+        restored = self.guard.restore_state(locks, history, events)
         self.locks_loaded = True
         self.guard.set_fail_closed(False)
         self.guard.lock_state_known()
-        log.info("state loaded: %d active locks, %d recent violations", len(locks),
-                 sum(1 for e in events if e[2] == "violation"))
+        for line in restored:  # one line per kind: old locks are not new decisions (issue 16)
+            log.info("%s", line)
 
     def _lock_windows(self) -> list[Any]:
         cfg = self.config
@@ -163,14 +167,41 @@ class Daemon:
             self._report_status()
             self.notifier.status(self.guard.status_line())
 
-    def _report_status(self, stopped: float | None = None) -> None:
-        """The snapshot `esl-guard status` shows; `stopped` (wall time) marks a clean stop."""
+    def snapshot(self, stopped: float | None = None) -> dict[str, Any]:
+        """What `esl-guard status` shows: asked live over the control socket, and stored every
+        STATUS_EVERY seconds; `stopped` (wall time) marks a clean stop."""
         snap = self.guard.snapshot()
         snap.update(version=__version__, stopped=stopped,
                     db_write_failures=self.writer.write_failures)
         snap["audit_queue"] = self.writer.queue_depth
         snap["journal_bytes"] = self.writer.journal_bytes
         snap["db_ok"] = self.writer.db_ok
+        return snap
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A question on the control socket (:mod:`esl_guard.control`)."""
+        what = request.get("get")
+        if what == "ping":
+            return {"ok": True}
+        if what == "status":
+            return self.snapshot()
+        if what == "account" and isinstance(request.get("account"), str):
+            account = request["account"]
+            guard = self.guard
+            return account_detail(guard.tracker, guard.config.limits_for(account), account,
+                                  guard.clock(), guard.wall(), guard.recent)
+        return {"error": f"unknown request {what!r} (expected status or account)"}
+
+    def _start_control(self) -> None:
+        try:
+            self.control.start()
+        except OSError as exc:  # status falls back to the stored report
+            log.error("no control socket at %s: %s; `esl-guard status` shows the stored "
+                      "report only", self.control.path, exc)
+
+    def _report_status(self, stopped: float | None = None) -> None:
+        """Store the snapshot (every STATUS_EVERY seconds, and once more at a clean stop)."""
+        snap = self.snapshot(stopped)
         self.metrics.audit_queue.set(self.writer.queue_depth)
         self.metrics.journal_bytes.set(self.writer.journal_bytes)
         self.metrics.db_up.set(1 if self.writer.db_ok else 0)
@@ -235,6 +266,7 @@ class Daemon:
             return 1
         if self.webhook is not None:
             self.webhook.start()
+        self._start_control()
         self.guard.start()
         self._spawn(self._lock_poller)
         self._spawn(self._status_loop)
@@ -278,6 +310,7 @@ class Daemon:
     def shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping: closing ESL sessions and flushing the audit trail")
+        self.control.stop()
         self.guard.stop()
         gevent.killall(self._greenlets, timeout=2)
         self._report_status(stopped=time.time())

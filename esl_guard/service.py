@@ -11,7 +11,7 @@ import logging
 import time
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,17 @@ from gevent.event import AsyncResult
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.logsummary import RefusalSummary, Summary
 from esl_guard.metrics import Metrics
-from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
+from esl_guard.model import (
+    Action,
+    ActionKind,
+    AuditRecord,
+    ChannelRow,
+    Lock,
+    Rule,
+    clause_of,
+)
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
     ended_horizon,
@@ -45,6 +54,29 @@ log = logging.getLogger("esl_guard.enforce")
 syslog = logging.getLogger(__name__)
 
 TICK = 0.2
+#: A locked account's refused calls: the first logged in full, then one count per this period.
+REFUSAL_LOG_PERIOD = 60.0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def restored_summary(locks: Sequence[Any], lock_history: Mapping[str, Sequence[float]],
+                     windows: Mapping[str, Sequence[float]]) -> list[str]:
+    """The state a start-up restored, one log line per kind, with counts: the active locks
+    (by origin), the escalation history and the ``lock_after`` windows."""
+    manual = sum(1 for lk in locks if lk.origin == "manual")
+    earlier = sum(len(times) for times in lock_history.values())
+    violations = sum(len(times) for times in windows.values())
+    return [
+        f"restored {_plural(len(locks), 'active lock')} ({len(locks) - manual} automatic, "
+        f"{manual} manual)",
+        f"restored escalation history: {_plural(earlier, 'earlier lock')} of "
+        f"{_plural(sum(1 for t in lock_history.values() if t), 'account')} in the last 30 days",
+        f"restored lock_after windows: {_plural(violations, 'recent violation')} of "
+        f"{_plural(sum(1 for t in windows.values() if t), 'account')}",
+    ]
 
 
 @dataclass
@@ -91,6 +123,7 @@ class Guard:
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._warned: set[str] = set()
+        self.refusals = RefusalSummary(REFUSAL_LOG_PERIOD)
         # Gauges computed when scraped, so they are never stale.
         tr = self.tracker
         self.metrics.active_calls.set_function(tr.live_calls)
@@ -127,6 +160,7 @@ class Guard:
 
     def stop(self) -> None:
         self._stopping = True
+        self._log_refusals(self.refusals.flush(self.clock()))
         for link in self.links.values():
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
@@ -142,6 +176,7 @@ class Guard:
     def tick(self) -> None:
         now = self.clock()
         self.dispatch(self.tracker.tick(now))
+        self._log_refusals(self.refusals.due(now))
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
@@ -367,6 +402,10 @@ class Guard:
         if killed and t0 is not None:
             self.metrics.latency.observe(time.perf_counter() - t0)
         for action in actions:
+            if action.extra.get("restored"):  # an earlier run's lock: into FreeSWITCH only
+                for link in self.links.values():
+                    self._push_lock(link, action.account, action.until)
+                continue
             self._log_action(action)
             if not action.extra.get("recorded"):
                 self._record(action)
@@ -397,7 +436,17 @@ class Guard:
         return {"active_calls": self.tracker.active(account),
                 "locked": self.tracker.is_locked(account)}
 
+    def _log_refusals(self, summaries: list[Summary]) -> None:
+        for s in summaries:
+            log.warning("refused: account=%s rule=locked count=%d seconds=%.0f detail=%r",
+                        describe_account(s.account), s.count, s.seconds,
+                        f"{s.count} more calls of the locked account refused, each in the "
+                        "audit trail")
+
     def _log_action(self, a: Action) -> None:
+        if (a.kind is ActionKind.HANGUP and a.rule is Rule.LOCKED
+                and not self.refusals.refused(a.account, self.clock())):
+            return  # counted: one line per account per period (tick)
         parts = [f"{a.kind.value}:", f"account={describe_account(a.account)}",
                  f"rule={a.rule.value if a.rule else '-'}",
                  f"clause={a.clause or clause_of(a.rule) or '-'}"]
@@ -533,10 +582,13 @@ class Guard:
                 self._push_lock(link, lock.account, lock.until_wall)
 
     # ------------------------------------------------------------------ locks from the DB
-    def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = ()) -> None:
+    def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = (), *,
+                   restoring: bool = False) -> None:
         """Make the in-memory locks equal the database's active locks (manual changes), and end
         the locks decided here that an `esl-guard unlock` (``unlocked``: account, time) ended
-        before they reached the database (:func:`esl_guard.policy.reconcile_locks`)."""
+        before they reached the database (:func:`esl_guard.policy.reconcile_locks`).
+        ``restoring``: the locks of earlier runs at start-up, not decisions of this run (their
+        LOCK actions are marked ``restored``: pushed into FreeSWITCH, never logged again)."""
         tr = self.tracker
         stored = {info.account: Lock(info.account, info.lock_id, info.until, info.reason,
                                      info.origin, since=info.since)
@@ -558,6 +610,8 @@ class Guard:
                 for a in new:
                     if a.kind in (ActionKind.LOCK, ActionKind.UNLOCK):
                         a.extra["recorded"] = True
+                        if restoring and a.kind is ActionKind.LOCK:
+                            a.extra["restored"] = True
             actions += new
         if actions:
             self.dispatch(actions)
@@ -569,16 +623,19 @@ class Guard:
 
     # ------------------------------------------------------------------ state from storage
     def restore_state(self, locks: list[Any], lock_history: dict[str, list[float]],
-                      window_events: list[tuple[str, float, str]]) -> None:
+                      window_events: list[tuple[str, float, str]]) -> list[str]:
         """State saved by earlier runs: the database's active locks, the wall times of earlier
         locks per account (escalation) and the violations and lock decisions that make the
-        lock_after windows (wall times), so enforcement continues where it was."""
+        lock_after windows (wall times), so enforcement continues where it was.  Returns what
+        was restored, one line per kind for the log (:func:`restored_summary`)."""
         tr = self.tracker
         tr.restore_lock_history(lock_history)
         wall, mono = self.wall(), self.clock()
+        windows = restored_windows(window_events)
         tr.restore_violations({account: [mono - (wall - t) for t in times] for account, times
-                               in restored_windows(window_events).items()})
-        self.sync_locks(locks)
+                               in windows.items()})
+        self.sync_locks(locks, restoring=True)
+        return restored_summary(locks, lock_history, windows)
 
     def restore_journal(self, ops: list[dict[str, Any]]) -> None:
         """Locks and unlocks decided during an outage that only the journal holds."""

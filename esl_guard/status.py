@@ -1,6 +1,8 @@
-"""`esl-guard status`: the daemon's last snapshot (written to the database every few seconds,
-and once more, marked `stopped`, when it stops cleanly) plus the locks and audit rows the
-database holds.
+"""`esl-guard status`: the state of this instant, asked of the running daemon over its control
+socket (:mod:`esl_guard.control`); when the daemon cannot be asked, its last stored snapshot
+(written to the database every few seconds, and once more, marked `stopped`, when it stops
+cleanly), saying how old it is.  Plus the locks and audit rows the database holds.
+`esl-guard status ACCOUNT`: one account (:func:`render_account`).
 
 The daemon is shown as
 - running: its last report is fresh (younger than STALE_AFTER);
@@ -14,7 +16,7 @@ import json
 from typing import Any
 
 from esl_guard import __version__
-from esl_guard.render import ago, iso
+from esl_guard.render import ago, audit_table, iso, table
 
 STATUS_EVERY = 5.0  # the daemon's reporting interval (daemon.STATUS_EVERY)
 STALE_AFTER = 3 * STATUS_EVERY + 5.0
@@ -46,17 +48,33 @@ def _daemon_line(snapshot: tuple[float, dict[str, Any]], now: float, utc: bool) 
     db = "ok" if snap.get("db_ok", True) else "UNAVAILABLE"
     if failures:
         db += f", {failures} failed writes since start"
-    return (f"daemon: running, {version}, up {ago(now, started)}, last report "
-            f"{ago(now, updated)} ago; audit queue {snap.get('audit_queue', 0)}, journal "
+    report = "live" if now == updated else f"last report {ago(now, updated)} ago"
+    return (f"daemon: running, {version}, up {ago(now, started)}, {report}; audit queue "
+            f"{snap.get('audit_queue', 0)}, journal "
             f"{snap.get('journal_bytes', 0)} bytes, database {db}")
 
 
+def _source_line(snap_row: tuple[float, dict[str, Any]] | None, live: bool,
+                 unreachable: str | None, now: float) -> str:
+    if live:
+        return "(the state of this instant, asked of the daemon over its control socket)"
+    why = f"daemon not reachable: {unreachable}" if unreachable else "daemon not asked"
+    if snap_row is None:
+        return f"({why}; no stored report either)"
+    return f"({why}; showing its last stored report, {ago(now, snap_row[0])} old)"
+
+
 def render_status(store: Any, config: Any, *, as_json: bool, now: float,
-                  utc: bool = False) -> str:
-    snap_row = store.get_status()
+                  utc: bool = False, live: dict[str, Any] | None = None,
+                  unreachable: str | None = None) -> str:
+    """``live``: the daemon's answer on its control socket (None: use the stored report;
+    ``unreachable`` says why)."""
+    snap_row = (now, live) if live is not None else store.get_status()
     locks = store.active_locks(now)
     if as_json:
         doc: dict[str, Any] = {"state": daemon_state(snap_row, now),
+                               "source": "live" if live is not None else "stored",
+                               "unreachable": unreachable,
                                "cli_version": __version__,
                                "snapshot": snap_row[1] if snap_row else None,
                                "snapshot_time": iso(snap_row[0], utc=True) if snap_row else None,
@@ -72,9 +90,10 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
     else:
         snap = snap_row[1]
         out.append(_daemon_line(snap_row, now, utc))
-    live = daemon_state(snap_row, now) == "running"
+    out.append(_source_line(snap_row, live is not None, unreachable, now))
+    fresh = daemon_state(snap_row, now) == "running"
     out.append("")
-    out.append("nodes:" if live or snap_row is None else "nodes (at the last report):")
+    out.append("nodes:" if fresh or snap_row is None else "nodes (at the last report):")
     nodes = snap.get("nodes") or [{"name": n.name, "host": n.host, "port": n.port,
                                    "connected": None} for n in config.nodes]
     for n in nodes:
@@ -117,4 +136,78 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
         out.append(f"  {iso(r['time'], utc=utc)} {r['kind']:<9} {r['account']:<20} "
                    f"{r.get('rule') or '-':<28} {r.get('clause') or '-':<18} {r.get('uuid') or ''}"
                    f"{' (dry run)' if r.get('dry_run') else ''}")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- one account
+
+WINDOW_HEADER = ("LIMIT", "NOW", "MAX")
+CALLS_HEADER = ("UUID", "NODE", "CLASS", "ANSWERED", "SEEN")
+MAX_CALLS_SHOWN = 50
+
+
+def _limit_rows(windows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    rows = []
+    for w in windows:
+        limit = w.get("limit")
+        shown = "off" if limit is None else str(limit)
+        over = w.get("max") is not None and w["observed"] >= w["max"]
+        unit = "s" if w["rule"] == "max_call_duration" and w["observed"] != "?" else ""
+        rows.append((w["rule"], f"{w['observed']}{unit}{' (AT LIMIT)' if over else ''}", shown))
+    return rows
+
+
+def render_account(store: Any, account: str, *, as_json: bool, now: float, utc: bool = False,
+                   live: dict[str, Any] | None = None, unreachable: str | None = None,
+                   limits_rows: list[dict[str, Any]] | None = None) -> str:
+    """One account: live calls by node and destination class, each window against its limit,
+    its lock, and its latest decisions from the audit trail.  Without ``live`` (the daemon not
+    reachable), ``limits_rows`` shows the limits from the conf and the rest comes from the
+    database."""
+    decisions = store.audit(account=account, limit=10)
+    lock = next((lk for lk in store.active_locks(now) if lk.account == account), None)
+    if as_json:
+        return json.dumps({"account": account, "source": "live" if live else "stored",
+                           "unreachable": unreachable, "live": live,
+                           "limits": limits_rows if live is None else live["windows"],
+                           "lock": None if lock is None else {
+                               "since": lock.since, "until": lock.until, "reason": lock.reason,
+                               "origin": lock.origin},
+                           "decisions": [dict(r) for r in decisions]}, indent=2)
+    out = [f"account {account}"]
+    if live is None:
+        out.append(f"(daemon not reachable: {unreachable}; live calls unknown, limits from the "
+                   "conf, lock and decisions from the database)")
+    else:
+        out.append(f"(the state of this instant, at {iso(live['time'], utc=utc)})")
+        by_node = ", ".join(f"{n} {c}" for n, c in live["by_node"].items()) or "none"
+        line = f"live calls: {live['live_calls']} (by node: {by_node}"
+        if live.get("by_class"):
+            line += "; by class: " + ", ".join(f"{k} {c}" for k, c in live["by_class"].items())
+        out.append(line + ")")
+        calls = live["calls"]
+        if calls:
+            out += ["  " + r for r in table(CALLS_HEADER, [
+                (c["uuid"], c["node"], c.get("class") or "-", "yes" if c["answered"] else "no",
+                 "-" if c["age"] is None else f"{c['age']:g}s ago")
+                for c in calls[:MAX_CALLS_SHOWN]])]
+        if len(calls) > MAX_CALLS_SHOWN:
+            out.append(f"  ... and {len(calls) - MAX_CALLS_SHOWN} more (--json lists them all)")
+    out.append("")
+    rows = _limit_rows(live["windows"] if live is not None else (limits_rows or []))
+    out += table(WINDOW_HEADER, rows)
+    out.append("")
+    if lock is not None:
+        out.append(f"locked until {iso(lock.until, utc=utc)} ({lock.origin}, since "
+                   f"{iso(lock.since, utc=utc)}): {lock.reason}")
+    elif live is not None and live.get("locked"):
+        out.append("locked (decided by the daemon, not in the database yet)")
+    else:
+        out.append("not locked")
+    out.append("")
+    if decisions:
+        out.append("last decisions (audit trail):")
+        out += ["  " + r for r in audit_table(decisions, utc=utc)]
+    else:
+        out.append("no decisions in the audit trail")
     return "\n".join(out)

@@ -102,4 +102,5 @@ def diff_config(old: Config, new: Config) -> list[str]:
     return lines
 
 
-_DB_FIELDS = ("auto_migrate", "fail_mode", "journal", "queue_max", "poll_interval")
+_DB_FIELDS = ("auto_migrate", "fail_mode", "journal", "queue_max", "poll_interval",
+              "audit_retention")

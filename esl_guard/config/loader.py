@@ -322,6 +322,7 @@ class _Loader:
             fail_mode=self.get("database", "fail_mode"), journal=journal,
             queue_max=self.get("database", "queue_max"),
             poll_interval=self.get("database", "poll_interval"),
+            audit_retention=self.get("database", "audit_retention"),
         )
         policy = Limits(**{k: self.get("policy", k) for k in LIMIT_KEYS})
         accounts = {

@@ -106,7 +106,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
     Setting("auto_migrate", boolean, "true", "upgrade the schema at start-up", _DB,
             kind="boolean"),
     Setting("fail_mode", choice("open", "closed"), "open",
-            "without the database: open = keep enforcing from memory, closed = refuse", _DB,
+            "the lock state cannot be loaded at start (database down): open = enforce the "
+            "limits and the locks known from the journal, closed = refuse every new call until "
+            "it is known; the daemon starts either way", _DB,
             kind="open|closed"),
     Setting("journal", one_line("expected a file path"), None,
             "audit rows spill here while the database is down (default: journal.jsonl beside "
@@ -115,6 +117,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             kind="integer"),
     Setting("poll_interval", duration, "2s", "poll the database for manual lock changes", _DB,
             kind=_DUR),
+    Setting("audit_retention", duration, "90d",
+            "audit rows older than this are deleted, hourly, by the daemon's database writer "
+            "(off: kept forever)", _DB, kind=_DUR, off=True),
     Setting("account_variable",
             matching(NAME_RE, "expected a channel variable name (letters, digits, _)"),
             "accountcode", "channel variable that names the account", _POL, kind="name"),
@@ -240,6 +245,7 @@ class DatabaseConfig:
     journal: str = DEFAULT_JOURNAL
     queue_max: int = default_value("queue_max")
     poll_interval: float = default_value("poll_interval")
+    audit_retention: float | None = default_value("audit_retention")
 
     @property
     def safe_url(self) -> str:
@@ -250,7 +256,8 @@ class DatabaseConfig:
         return (
             f"DatabaseConfig(url={self.safe_url!r}, auto_migrate={self.auto_migrate!r}, "
             f"fail_mode={self.fail_mode!r}, journal={self.journal!r}, "
-            f"queue_max={self.queue_max!r}, poll_interval={self.poll_interval!r})"
+            f"queue_max={self.queue_max!r}, poll_interval={self.poll_interval!r}, "
+            f"audit_retention={self.audit_retention!r})"
         )
 
 

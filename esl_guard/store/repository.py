@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -107,6 +107,18 @@ class Store:
         with self._guard("writing to the database"), self._write_tx() as conn:
             for op in ops:
                 self._apply_op(conn, op)
+
+    def prune_audit(self, before: float, batch: int = 5000) -> int:
+        """Delete up to ``batch`` audit rows older than ``before`` (epoch seconds), the oldest
+        first, in one short transaction; returns how many (``batch``: call again).  The
+        ``time`` index finds them; locks and their history are kept."""
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        oldest = (select(AuditEvent.id).where(AuditEvent.time < before)
+                  .order_by(AuditEvent.time, AuditEvent.id).limit(batch))
+        with self._guard("deleting old audit rows"), self._write_tx() as conn:
+            result = conn.execute(delete(AuditEvent).where(AuditEvent.id.in_(oldest)))
+        return int(result.rowcount or 0)
 
     def manual_lock(
         self, account: str, *, until: float | None, reason: str, now: float

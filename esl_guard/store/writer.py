@@ -41,6 +41,9 @@ Op = dict[str, Any]
 
 SPILL_ERROR_LOG_INTERVAL = 60.0  # seconds between "cannot write the journal" errors
 WRITE_ERROR_LOG_INTERVAL = 60.0  # seconds between "database writes still fail" lines
+PRUNE_FIRST = 60.0  # seconds after the start before the first audit_retention pass
+PRUNE_EVERY = 3600.0  # then this often
+PRUNE_BATCH = 5000  # audit rows deleted per transaction
 
 
 class AuditWriter:
@@ -53,10 +56,14 @@ class AuditWriter:
         retry_policy: wait_base | None = None,
         clock: Callable[[], float] = time.time,
         pool: ThreadPool | None = None,
+        retention: float | None = None,
     ) -> None:
         """`retry_policy`: the tenacity wait strategy between failed DB writes (default:
         exponential with jitter up to 30 s).  `pool`: the single-thread pool that runs DB
         calls (created here when not given; share it to serialise all DB work).
+        `retention` (seconds; ``[database] audit_retention``): audit rows older than this are
+        deleted soon after the start and every PRUNE_EVERY seconds, in the writer's database
+        thread, a batch at a time between the writes (None: kept forever).
         """
         if queue_max < 1 or batch_max < 1:
             raise ValueError("queue_max and batch_max must be >= 1")
@@ -70,6 +77,8 @@ class AuditWriter:
         self._own_db_pool = pool is None
         self._io_pool = ThreadPool(1)  # journal file I/O (fsync) off the hub, in order
         self.on_state: Callable[[bool], None] | None = None
+        self.retention = retention
+        self.pruned = 0  # audit rows deleted since start (audit_retention)
 
         self._queue: deque[Op] = deque()
         self._submitted = 0
@@ -134,7 +143,8 @@ class AuditWriter:
         if self._group is not None:
             return
         self._group = Group()
-        for target in (self._run, self._spiller):
+        targets = [self._run, self._spiller] + ([self._pruner] if self.retention else [])
+        for target in targets:
             greenlet = self._group.spawn(target)
             greenlet.link_exception(self._crashed)
 
@@ -195,6 +205,45 @@ class AuditWriter:
             self._status_failing = False
             log.info("%s is written to the database again", what)
         return True
+
+    # -- audit_retention ----------------------------------------------------------------
+
+    def _pruner(self) -> None:
+        """Delete audit rows older than the retention: a while after the start, then every
+        PRUNE_EVERY seconds.  Each batch runs in the writer's database thread (never on the
+        hub), taking its turn with the writes."""
+        assert self.retention is not None
+        gevent.sleep(PRUNE_FIRST)
+        failing = False
+        while True:
+            try:
+                self.prune_now()
+                if failing:
+                    log.info("old audit rows are deleted again (audit_retention)")
+                failing = False
+            except (StoreError, gevent.Timeout) as exc:
+                if not failing:
+                    log.warning("cannot delete old audit rows (audit_retention): %s; trying "
+                                "again in %.0fs", exc, PRUNE_EVERY)
+                failing = True
+            gevent.sleep(PRUNE_EVERY)
+
+    def prune_now(self) -> int:
+        """One pass: every audit row older than the retention goes; returns how many."""
+        assert self.retention is not None
+        before = self._clock() - self.retention
+        total = 0
+        while True:
+            n = self._db(self._store.prune_audit, before, PRUNE_BATCH)
+            total += n
+            if n < PRUNE_BATCH:
+                break
+            gevent.sleep(0)  # let queued writes take the thread between batches
+        self.pruned += total
+        if total:
+            log.info("audit_retention: deleted %d audit rows older than %s", total,
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before)))
+        return total
 
     # -- the writer greenlet ------------------------------------------------------------
 
