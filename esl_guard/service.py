@@ -403,9 +403,10 @@ class Guard:
             if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
                     and action.uuid is not None and action.node is not None):
                 self.tracker.defer(action)
-            syslog.debug("standby: not acting on %s of %s (%s)", action.kind.value,
-                         describe_account(action.account),
-                         action.rule.value if action.rule else "-")
+            if action.kind in (ActionKind.HANGUP, ActionKind.LOCK) and not action.dry_run:
+                syslog.info("standby: %s of %s (%s, uuid=%s) left to the active instance",
+                            action.kind.value, describe_account(action.account),
+                            action.rule.value if action.rule else "-", action.uuid or "-")
 
     def set_active(self, active: bool) -> None:
         """The role changed: a takeover pushes the locks and carries out, with the state

@@ -265,7 +265,7 @@ class Store:
                 return []
             return [{"instance": r.instance, "host": r.host, "pid": r.pid, "role": r.role,
                      "since": r.since, "started": r.started, "last_seen": r.last_seen}
-                    for r in conn.execute(stmt).scalars()]
+                    for r in conn.execute(stmt)]
 
     def get_status(self) -> tuple[float, dict[str, Any]] | None:
         stmt = select(DaemonStatus.updated_at, DaemonStatus.body).where(
