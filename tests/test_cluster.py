@@ -6,7 +6,9 @@ audit trail holds each decision once."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +18,9 @@ import gevent.subprocess
 import pytest
 from sqlalchemy.engine import make_url
 
+from esl_guard.config import load_config
 from esl_guard.simulator import FakeFreeSWITCH
+from esl_guard.status import render_status
 from esl_guard.store import Store
 from tests.harness import node_section, wait_for
 from tests.tcp_proxy import CuttableProxy
@@ -151,6 +155,21 @@ def test_only_the_active_acts_and_each_decision_is_stored_once(
         store.close()
     assert [lk.account for lk in locks] == ["acme"]
     assert roles(pg_url) == {a.pid: "active", b.pid: "standby"}
+    # `esl-guard status` lists the instances and names the active one
+    out = status(pg_url, a)
+    host = socket.gethostname()
+    assert f"instances: 2, active: {host} pid {a.pid}" in out
+    assert re.search(rf"^  {re.escape(host)} +pid {b.pid} +standby +since ", out, re.M), out
+    assert f"daemon: running (active on {host} pid {a.pid})" in out
+
+
+def status(url: str, inst: Instance) -> str:
+    store = Store(url)
+    try:
+        return render_status(store, load_config(inst.dir / "esl-guard.conf"), as_json=False,
+                             now=time.time())
+    finally:
+        store.close()
 
 
 def test_sigkill_of_the_active_the_standby_takes_over_with_the_state_it_holds(
