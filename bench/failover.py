@@ -12,6 +12,7 @@ so and does not count.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 import gevent
 import gevent.subprocess
 
+from esl_guard.cluster.roles import check_every, grace
 from esl_guard.config import default_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +121,9 @@ def measure(rounds: int) -> dict[str, Any]:
                     raise TimeoutError("the standby did not start")
                 if not _wait(lambda: fs.connections >= 2, UP):
                     raise TimeoutError("the standby did not connect")
-                gevent.sleep(1.0)  # let both settle (initial resyncs): not part of the measure
+                # A standby that has just started waits two checks before it may take the
+                # lock (roles.grace); then the kill falls at a random moment of its check cycle.
+                gevent.sleep(grace(FAILOVER_AFTER) + random.uniform(0, check_every(FAILOVER_AFTER)))
                 active.send_signal(signal.SIGKILL)
                 t0 = time.monotonic()
                 call = fs.create_call("over")
