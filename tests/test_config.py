@@ -748,6 +748,11 @@ def test_cluster_failover_after(tmp_path: Path) -> None:
     assert load_config(conf(tmp_path, base)).cluster.failover_after == 10.0
     assert load_config(conf(tmp_path, base + "[cluster]\nfailover_after = 3s\n")
                        ).cluster.failover_after == 3.0
+    alone = load_config(conf(tmp_path, base + "[cluster]\nfailover_after = 3s\n"))
+    assert any("[cluster] has no effect without a PostgreSQL" in w for w in alone.warnings)
+    group = load_config(conf(tmp_path, base + "[database]\nurl = postgresql://u@db/esl\n"
+                                              "[cluster]\nfailover_after = 3s\n"))
+    assert not any("[cluster]" in w for w in group.warnings)
     main = conf(tmp_path, base + "[cluster]\nfailover_after = 500ms\n")
     assert errors_of(main) == [f"{main}: [cluster] failover_after = 500ms: expected a duration "
                                "from 1s to 10m such as 10s"]

@@ -315,6 +315,10 @@ class _Loader:
 
         url = self.get("database", "url")
         db_file = sqlite_file(url)
+        if "cluster" in self.sections and url.lower().startswith("sqlite"):
+            self.warnings.append(f"{self.section_file['cluster']}: [cluster] has no effect "
+                                 "without a PostgreSQL [database] url (one esl-guard run per "
+                                 "SQLite database)")
         journal = self.get("database", "journal") or (
             os.path.join(os.path.dirname(db_file) or ".", "journal.jsonl") if db_file
             else DEFAULT_JOURNAL)
