@@ -428,7 +428,8 @@ class Guard:
                 self._record(Action(ActionKind.LOCK, lock.account, Rule.LOCK_AFTER,
                                     until=lock.until_wall, detail=lock.reason,
                                     clause=clause_of(Rule.LOCK_AFTER),
-                                    extra={"lock_id": lock.lock_id, "origin": lock.origin}))
+                                    extra={"lock_id": lock.lock_id, "origin": lock.origin,
+                                           "since": lock.since}))
         actions: list[Action] = []
         for name, link in self.links.items():
             if link.connected:
@@ -475,8 +476,10 @@ class Guard:
         if a.dry_run:
             return
         if a.kind is ActionKind.LOCK and "lock_id" in a.extra:
+            since = a.extra.get("since")  # a lock taken while standby, written at takeover
             self.writer.submit({"op": "lock", "lock_id": a.extra["lock_id"], "account": a.account,
-                                "since": now, "until": a.until, "reason": a.detail,
+                                "since": since if isinstance(since, float) else now,
+                                "until": a.until, "reason": a.detail,
                                 "origin": origin})
         elif a.kind is ActionKind.UNLOCK:
             self.writer.submit({"op": "unlock", "account": a.account, "at": now, "by": origin,
