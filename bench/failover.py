@@ -44,30 +44,29 @@ def _wait(predicate: Callable[[], object], timeout: float) -> bool:
     return False
 
 
-def _admin() -> Any:
+def _admin(url: str) -> Any:
     import psycopg2
-    from sqlalchemy.engine import make_url
 
-    url = make_url(ADMIN_URL)
-    conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
-                            password=url.password, dbname=url.database, connect_timeout=3)
+    conn = psycopg2.connect(url, connect_timeout=3)  # a libpq URI (TCP or ?host=/socket/dir)
     conn.autocommit = True
     return conn
 
 
 @contextmanager
-def throwaway_database() -> Iterator[str]:
+def throwaway_database(admin_url: str = ADMIN_URL, prefix: str = "esl_guard_bench"
+                       ) -> Iterator[str]:
+    """A new, empty database on the server of ``admin_url``; its URL; dropped afterwards."""
     from sqlalchemy.engine import make_url
 
-    name = f"esl_guard_bench_{uuidlib.uuid4().hex}"
-    admin = _admin()
+    name = f"{prefix}_{uuidlib.uuid4().hex}"
+    admin = _admin(admin_url)
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        admin = _admin()
+        admin = _admin(admin_url)
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                         "datname = %s AND pid <> pg_backend_pid()", (name,))
@@ -147,7 +146,7 @@ def measure(rounds: int) -> dict[str, Any]:
 
 def row(quick: bool, in_child: Any) -> dict[str, Any]:
     try:
-        _admin().close()
+        _admin(ADMIN_URL).close()
     except Exception as exc:  # noqa: BLE001 - no server: the row says so
         return {"skipped": f"no PostgreSQL at {ADMIN_URL}: {' '.join(str(exc).split())}",
                 "target": f"<= failover_after ({FAILOVER_AFTER:g} s)", "pass": True}

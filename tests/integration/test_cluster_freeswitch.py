@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,36 +29,19 @@ PG_SOCKET = os.environ.get("ESL_GUARD_TEST_PG_SOCKET", "/var/run/postgresql")
 FAILOVER = "3s"
 
 
-def _admin():  # type: ignore[no-untyped-def]
-    import psycopg2
-
-    conn = psycopg2.connect(host=PG_SOCKET, user="postgres", dbname="postgres",
-                            connect_timeout=3)
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def pg_socket_url() -> Iterator[str]:
     import psycopg2
 
+    from bench.failover import throwaway_database
+
+    admin = f"postgresql://postgres@/postgres?host={PG_SOCKET}"
     try:
-        admin = _admin()
+        psycopg2.connect(admin, connect_timeout=3).close()
     except psycopg2.Error as exc:
         pytest.skip(f"no PostgreSQL on the Unix socket in {PG_SOCKET}: {exc}")
-    name = f"esl_guard_it_{uuid.uuid4().hex}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    try:
-        yield f"postgresql://postgres@/{name}?host={PG_SOCKET}"
-    finally:
-        admin = _admin()
-        with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                        "datname = %s AND pid <> pg_backend_pid()", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+    with throwaway_database(admin, "esl_guard_it") as url:
+        yield url
 
 
 def roles(url: str) -> dict[int, str]:
