@@ -62,6 +62,13 @@ def wait_role(url: str, guard: GuardProcess, role: str, timeout: float = 30.0) -
         time.sleep(0.2)
 
 
+def one_of_two_ended(place_calls: PlaceCalls, name: str, acct: str) -> None:
+    """Two calls of ``acct`` (limit 1) at once: esl-guard ends exactly one."""
+    res = place_calls(name, acct, calls=2, rate=10, limit=2, hold_ms=4000).run()
+    assert res.returncode == 0 and len(res.ended_by_freeswitch()) == 1, res.describe()
+    assert_ended_by_guard(res.ended_by_freeswitch(), res)
+
+
 def test_two_daemons_one_acts_and_the_standby_takes_over(
         fs_target: Target, run_id: str, tmp_path: Path, place_calls: PlaceCalls,
         pg_socket_url: str) -> None:
@@ -76,9 +83,7 @@ def test_two_daemons_one_acts_and_the_standby_takes_over(
         b.start()
         wait_role(pg_socket_url, b, "standby")
 
-        res = place_calls("ha-active", acct, calls=2, rate=10, limit=2, hold_ms=4000).run()
-        assert res.returncode == 0 and len(res.ended_by_freeswitch()) == 1, res.describe()
-        assert_ended_by_guard(res.ended_by_freeswitch(), res)
+        one_of_two_ended(place_calls, "ha-active", acct)
         rows = a.wait_audit(acct, lambda r: len(kinds(r, "hangup")) >= 1)
         assert len(kinds(rows, "hangup", "max_concurrent_calls")) == 1, rows
         assert len(kinds(rows, "violation", "max_concurrent_calls")) == 1, rows
@@ -91,9 +96,7 @@ def test_two_daemons_one_acts_and_the_standby_takes_over(
         a.proc.kill()
         a.proc.wait()
         wait_role(pg_socket_url, b, "active")
-        res = place_calls("ha-takeover", acct, calls=2, rate=10, limit=2, hold_ms=4000).run()
-        assert res.returncode == 0 and len(res.ended_by_freeswitch()) == 1, res.describe()
-        assert_ended_by_guard(res.ended_by_freeswitch(), res)
+        one_of_two_ended(place_calls, "ha-takeover", acct)
         rows = b.wait_audit(acct, lambda r: len(kinds(r, "hangup")) >= 2)
         assert len(kinds(rows, "hangup", "max_concurrent_calls")) == 2, rows
         assert "role: standby -> active" in b.log.read_text(), b.tail()
