@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import core, net, replay
+from bench import core, failover, net, replay
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 NAMES = ("throughput", "baselines", "latency", "memory", "scaling")
@@ -122,6 +122,8 @@ def table(res: dict[str, Any]) -> str:
     ]
     if "replay" in res:
         rows.append(("replay", replay.describe(res["replay"]), res["replay"]))
+    if "failover" in res:
+        rows.append(("failover", failover.describe(res["failover"]), res["failover"]))
     width = max(len(r[1]) for r in rows)
     twidth = max(len(r[2]["target"]) for r in rows)
     lines = [f"{'measurement':<11} {'result':<{width}}  {'target':<{twidth}}  verdict",
@@ -153,13 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         res = network(sz)
         res.update(pure(sz))
         res["replay"] = replay.row(args.quick, in_child)
+        res["failover"] = failover.row(args.quick, in_child)
     except (net.BenchError, OSError, TimeoutError, AssertionError) as exc:
         print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     res = {"mode": "quick" if args.quick else "full", "time": time.time(),
            "elapsed_s": time.monotonic() - started, "python": platform.python_version(),
            "cpus": os.cpu_count(), "sizes": sz.__dict__, **res,
-           "pass": all(res[n]["pass"] for n in (*NAMES, "replay"))}
+           "pass": all(res[n]["pass"] for n in (*NAMES, "replay", "failover"))}
     print(table(res))
     print(f"elapsed {res['elapsed_s']:.1f} s; JSON: {args.json}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     conf(sp)
     utc(sp)
     sp.add_argument("--account", help="only this account")
-    sp.add_argument("--kind", action="append", choices=[k.value for k in ActionKind],
+    sp.add_argument("--kind", action="append",
+                    choices=[*(k.value for k in ActionKind), "role"],
                     help="only this kind of row (repeat for several)")
     sp.add_argument("--rule", action="append", choices=[r.value for r in Rule],
                     help="only rows of this rule (repeat for several)")

@@ -7,8 +7,11 @@ signal handlers only record the signal; this loop does the work.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import time
+import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,10 @@ from gevent.event import Event
 from gevent.threadpool import ThreadPool
 
 from esl_guard import __version__
-from esl_guard.config import Config, ConfigError, diff_config, load_config
+from esl_guard.cluster.elector import Elector, Member
+from esl_guard.cluster.group import Group
+from esl_guard.cluster.single import AlreadyRunning, SingleInstance
+from esl_guard.config import Config, ConfigError, diff_config, load_config, sqlite_file
 from esl_guard.control import ControlServer, socket_path
 from esl_guard.live import account_detail
 from esl_guard.logsetup import setup_logging
@@ -56,6 +62,17 @@ class Daemon:
                            notifier=self.notifier, webhook=self.webhook)
         self.control = ControlServer(socket_path(config.database.journal), self._control)
         self.locks_loaded = False
+        self.member = Member(uuidlib.uuid4().hex[:12], socket.gethostname(), os.getpid(),
+                             time.time())
+        # A group (issue 14) on PostgreSQL; one process per database on SQLite.
+        db_file = sqlite_file(config.database.url)
+        self.single = SingleInstance(db_file) if db_file else None
+        self.group: Group | None = None
+        if self.store.is_postgresql:
+            self.group = Group(Elector(config.database.url, self.member,
+                                       config.cluster.failover_after),
+                               config.cluster.failover_after, guard=self.guard,
+                               writer=self.writer, metrics=self.metrics, notifier=self.notifier)
         self._wake = Event()
         self._signals: list[int] = []
         self._greenlets: list[gevent.Greenlet] = []
@@ -172,7 +189,8 @@ class Daemon:
         STATUS_EVERY seconds; `stopped` (wall time) marks a clean stop."""
         snap = self.guard.snapshot()
         snap.update(version=__version__, stopped=stopped,
-                    db_write_failures=self.writer.write_failures)
+                    db_write_failures=self.writer.write_failures,
+                    instance=self.member.instance, host=self.member.host, pid=self.member.pid)
         snap["audit_queue"] = self.writer.queue_depth
         snap["journal_bytes"] = self.writer.journal_bytes
         snap["db_ok"] = self.writer.db_ok
@@ -206,6 +224,8 @@ class Daemon:
         self.metrics.journal_bytes.set(self.writer.journal_bytes)
         self.metrics.db_up.set(1 if self.writer.db_ok else 0)
         self.guard.prune()
+        if not self.guard.active:  # the group's status is the active instance's
+            return
         self.writer.write_now([{"op": "status", "time": snap["time"], "body": snap}],
                               "the daemon status")
 
@@ -242,6 +262,16 @@ class Daemon:
 
     # ------------------------------------------------------------------ main
     def run(self) -> int:
+        if self.single is not None:
+            try:
+                self.single.acquire()
+            except AlreadyRunning as exc:
+                log.error("refusing to start: %s", exc)
+                return 1
+            except OSError as exc:
+                log.error("refusing to start: cannot lock %s: %s", self.single.path,
+                          exc.strerror or exc)
+                return 1
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             gevent.signal_handler(signum, self._on_signal, signum)
         if self.notifier.watchdog_interval:
@@ -256,6 +286,8 @@ class Daemon:
                       else "enforcing limits, locks known only from the journal")
             self.guard.set_fail_closed(mode == "closed")
         self.replay_journal_locks()
+        if self.group is not None:  # the role before the first event: a standby acts on nothing
+            self.group.first_check()
         self.writer.start()
         try:
             self._start_metrics()
@@ -269,6 +301,8 @@ class Daemon:
         self._start_control()
         self.guard.start()
         self._spawn(self._lock_poller)
+        if self.group is not None:
+            self._spawn(self.group.run)
         self._spawn(self._status_loop)
         self._spawn(self._ready_when_usable)
         log.info("esl-guard %s running: %d node(s), policy from %s", __version__,
@@ -298,9 +332,10 @@ class Daemon:
             return
         changes = diff_config(self.config, new)
         if new.database != self.config.database or new.metrics != self.config.metrics \
-                or new.logging != self.config.logging or new.notify != self.config.notify:
-            log.warning("reload: [database], [notify], [metrics] and [logging] changes need a "
-                        "restart")
+                or new.logging != self.config.logging or new.notify != self.config.notify \
+                or new.cluster != self.config.cluster:
+            log.warning("reload: [database], [notify], [metrics], [cluster] and [logging] "
+                        "changes need a restart")
         self.config = new
         self.guard.reload(new)
         for line in changes or ["no changes"]:
@@ -314,6 +349,8 @@ class Daemon:
         self.guard.stop()
         gevent.killall(self._greenlets, timeout=2)
         self._report_status(stopped=time.time())
+        if self.group is not None:  # a standby takes over within one check
+            self.group.stop()
         if self._http is not None:
             self._http.stop(timeout=1)
         if self.webhook is not None:
@@ -322,6 +359,8 @@ class Daemon:
             log.error("audit rows could not be saved to the database or the journal")
         self.db.kill()
         self.store.close()
+        if self.single is not None:
+            self.single.release()
         log.info("stopped")
 
 

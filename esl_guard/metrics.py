@@ -67,6 +67,9 @@ class Metrics:
         self.journal_bytes = Gauge("esl_guard_audit_journal_bytes", "Size of the local journal",
                                    registry=r)
         self.db_up = Gauge("esl_guard_database_up", "1 when the last DB write succeeded", registry=r)
+        self.active = Gauge("esl_guard_active", "1 when this instance is the active one (it acts); "
+                            "0 when hot standby (issue 14)", registry=r)
+        self.active.set(1)
         self.db_write_failures: Callable[[], int] = lambda: 0  # set by the daemon
         r.register(_FuncCounter("esl_guard_database_write_failures",
                                 "Database writes (audit batches, status) that failed",

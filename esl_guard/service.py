@@ -18,20 +18,13 @@ from typing import Any
 import gevent
 from gevent.event import AsyncResult
 
+from esl_guard.cluster import decision_id, lock_id_for
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
 from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
 from esl_guard.logsummary import RefusalSummary, Summary
 from esl_guard.metrics import Metrics
-from esl_guard.model import (
-    Action,
-    ActionKind,
-    AuditRecord,
-    ChannelRow,
-    Lock,
-    Rule,
-    clause_of,
-)
+from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, Rule, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
     ended_horizon,
@@ -110,7 +103,10 @@ class Guard:
         self.notifier = notifier
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
         self.tracker = Tracker(config.limits_for, wall)
-        self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
+        self.tracker.new_lock_id = _lock_id
+        #: Active (acts) or hot standby (follows every event and resync, acts on nothing; its
+        #: hangups wait in the tracker's deferred hangups for a takeover): issue 14.
+        self.active = True
         self._set_ended_memory(config)
         self.links: dict[str, NodeLink] = {}
         self.sync: dict[str, NodeSync] = {}
@@ -231,8 +227,9 @@ class Guard:
         self.metrics.connected.labels(link.name).set(1)
         if link.reconnects:
             self.metrics.reconnects.labels(link.name).inc()
-        self._push_all_locks(link)
-        self._spawn(self._delete_stale_hash, link)
+        if self.active:
+            self._push_all_locks(link)
+            self._spawn(self._delete_stale_hash, link)
         st = self.sync[link.name]
         if restarted(st.core_uuid, link.core_uuid):
             n = self.tracker.forget_node(link.name, self.clock())
@@ -263,7 +260,8 @@ class Guard:
     def status_line(self) -> str:
         up = [n for n, link in self.links.items() if link.connected]
         down = [n for n, link in self.links.items() if not link.connected]
-        text = f"{len(up)}/{len(self.links)} FreeSWITCH nodes connected"
+        text = f"{'active' if self.active else 'standby'}; {len(up)}/{len(self.links)} " \
+               "FreeSWITCH nodes connected"
         if down:
             text += f" (down: {', '.join(down)})"
         return text + f"; {self.tracker.live_calls()} calls"
@@ -393,6 +391,9 @@ class Guard:
         return keep
 
     def dispatch(self, actions: list[Action], t0: float | None = None) -> None:
+        if not self.active:
+            self._follow(actions)
+            return
         actions = self._defer_unreachable(actions)
         killed = False
         for action in actions:  # hang up first: logging and the audit row can wait
@@ -430,6 +431,55 @@ class Guard:
                                 "clause": clause if clause != "none" else None,
                                 "uuid": action.uuid, "node": action.node,
                                 "dry_run": action.dry_run})
+
+    # ------------------------------------------------------------------ roles (issue 14)
+    def _follow(self, actions: list[Action]) -> None:
+        """A hot standby acts on nothing: its hangups (and their violations) wait in the
+        tracker's deferred hangups, which a takeover carries out if their call is still up and
+        their reason still holds (the active, meanwhile, ended those calls, and the next
+        resync forgets them); the rest is the active's to record."""
+        for action in actions:
+            if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
+                    and action.uuid is not None and action.node is not None):
+                self.tracker.defer(action)
+            if action.kind in (ActionKind.HANGUP, ActionKind.LOCK) and not action.dry_run:
+                syslog.info("standby: %s of %s (%s, uuid=%s) left to the active instance",
+                            action.kind.value, describe_account(action.account),
+                            action.rule.value if action.rule else "-", action.uuid or "-")
+
+    def set_active(self, active: bool) -> None:
+        """The role changed: a takeover pushes the locks and carries out, with the state
+        already held, the hangups decided while standby whose calls are still up; stepping
+        down stops acting."""
+        if active == self.active:
+            return
+        self.active = active
+        if active:
+            self._take_over()
+        self._status_changed()
+
+    def _take_over(self) -> None:
+        now = self.clock()
+        for lock in list(self.tracker.locks.values()):
+            if lock.pending and lock.origin == "auto" and self.tracker.is_locked(lock.account):
+                # Decided while standby (or not yet written by the old active): written now,
+                # once (the lock id is deterministic).
+                self._record(Action(ActionKind.LOCK, lock.account, Rule.LOCK_AFTER,
+                                    until=lock.until_wall, detail=lock.reason,
+                                    clause=clause_of(Rule.LOCK_AFTER),
+                                    extra={"lock_id": lock.lock_id, "origin": lock.origin,
+                                           "since": lock.since}))
+        actions: list[Action] = []
+        for name, link in self.links.items():
+            if link.connected:
+                self._push_all_locks(link)
+                self._spawn(self._delete_stale_hash, link)
+                actions += self.tracker.due_deferred(name, now)
+        kills = sum(1 for a in actions if a.kind is ActionKind.HANGUP)
+        syslog.warning("takeover: %d locks pushed, %d calls over their limits hung up",
+                       sum(1 for lk in self.tracker.locks.values()
+                           if self.tracker.is_locked(lk.account)), kills)
+        self.dispatch(actions)
 
     def _usage(self, account: str) -> dict[str, Any]:
         """The account's usage at this moment, for a notification."""
@@ -470,12 +520,15 @@ class Guard:
             return
         now = self.wall()
         origin = str(a.extra.get("origin", "auto"))
-        self.writer.submit(AuditRecord.from_action(a, str(uuidlib.uuid4()), now, origin).to_op())
+        event_id = decision_id(a) or str(uuidlib.uuid4())
+        self.writer.submit(AuditRecord.from_action(a, event_id, now, origin).to_op())
         if a.dry_run:
             return
         if a.kind is ActionKind.LOCK and "lock_id" in a.extra:
+            since = a.extra.get("since")  # a lock taken while standby, written at takeover
             self.writer.submit({"op": "lock", "lock_id": a.extra["lock_id"], "account": a.account,
-                                "since": now, "until": a.until, "reason": a.detail,
+                                "since": since if isinstance(since, float) else now,
+                                "until": a.until, "reason": a.detail,
                                 "origin": origin})
         elif a.kind is ActionKind.UNLOCK:
             self.writer.submit({"op": "unlock", "account": a.account, "at": now, "by": origin,
@@ -528,6 +581,8 @@ class Guard:
         """The lock state was loaded from the database (maybe late, after an outage at the
         start): from now on every entry of the lock realm that is not an active lock goes."""
         self.locks_known = True
+        if not self.active:
+            return
         for link in self.links.values():
             if link.connected:
                 self._spawn(self._delete_stale_hash, link)
@@ -697,6 +752,7 @@ class Guard:
             "locks": [{"account": lk.account, "until": lk.until_wall, "reason": lk.reason,
                        "origin": lk.origin} for lk in tr.locks.values()],
             "recent": list(self.recent),
+            "role": "active" if self.active else "standby",
         }
 
     def _spawn(self, fn: Callable[..., None], *args: Any) -> None:
@@ -712,3 +768,9 @@ class Guard:
         if key not in self._warned:
             self._warned.add(key)
             syslog.warning(message)
+
+
+def _lock_id(account: str, trigger: str) -> str:
+    """A lock's id: deterministic from the violation that took it (issue 14), random for one
+    without a call."""
+    return lock_id_for(account, trigger) if trigger else str(uuidlib.uuid4())

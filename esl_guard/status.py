@@ -48,8 +48,10 @@ def _daemon_line(snapshot: tuple[float, dict[str, Any]], now: float, utc: bool) 
     db = "ok" if snap.get("db_ok", True) else "UNAVAILABLE"
     if failures:
         db += f", {failures} failed writes since start"
+    role = f" ({snap['role']} on {snap.get('host')} pid {snap.get('pid')})" \
+        if snap.get("role") else ""
     report = "live" if now == updated else f"last report {ago(now, updated)} ago"
-    return (f"daemon: running, {version}, up {ago(now, started)}, {report}; audit queue "
+    return (f"daemon: running{role}, {version}, up {ago(now, started)}, {report}; audit queue "
             f"{snap.get('audit_queue', 0)}, journal "
             f"{snap.get('journal_bytes', 0)} bytes, database {db}")
 
@@ -64,6 +66,21 @@ def _source_line(snap_row: tuple[float, dict[str, Any]] | None, live: bool,
     return f"({why}; showing its last stored report, {ago(now, snap_row[0])} old)"
 
 
+def _member_lines(members: list[dict[str, Any]], now: float, utc: bool) -> list[str]:
+    """The instances of a group (PostgreSQL, issue 14): host, pid, role, since, last seen."""
+    active = [m for m in members if m["role"] == "active" and now - m["last_seen"] < STALE_AFTER]
+    head = (f"instances: {len(members)}, active: "
+            + (f"{active[0]['host']} pid {active[0]['pid']}" if len(active) == 1 else
+               "NONE" if not active else f"{len(active)} (split: each acts, decisions stored once)"))
+    out = [head]
+    for m in members:
+        seen = now - m["last_seen"]
+        role = m["role"] if seen < STALE_AFTER else f"{m['role']}, NOT SEEN"
+        out.append(f"  {m['host']:<20} pid {m['pid']:<7} {role:<20} since "
+                   f"{iso(m['since'], utc=utc)}, last seen {ago(now, m['last_seen'])} ago")
+    return out
+
+
 def render_status(store: Any, config: Any, *, as_json: bool, now: float,
                   utc: bool = False, live: dict[str, Any] | None = None,
                   unreachable: str | None = None) -> str:
@@ -71,6 +88,7 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
     ``unreachable`` says why)."""
     snap_row = (now, live) if live is not None else store.get_status()
     locks = store.active_locks(now)
+    members = store.members()
     if as_json:
         doc: dict[str, Any] = {"state": daemon_state(snap_row, now),
                                "source": "live" if live is not None else "stored",
@@ -81,7 +99,8 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
                                "snapshot_age": (now - snap_row[0]) if snap_row else None,
                                "locks": [{"account": lk.account, "since": lk.since,
                                           "until": lk.until, "reason": lk.reason,
-                                          "origin": lk.origin} for lk in locks]}
+                                          "origin": lk.origin} for lk in locks],
+                               "members": members}
         return json.dumps(doc, indent=2)
     out: list[str] = []
     if snap_row is None:
@@ -91,6 +110,8 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
         snap = snap_row[1]
         out.append(_daemon_line(snap_row, now, utc))
     out.append(_source_line(snap_row, live is not None, unreachable, now))
+    if members:
+        out += _member_lines(members, now, utc)
     fresh = daemon_state(snap_row, now) == "running"
     out.append("")
     out.append("nodes:" if fresh or snap_row is None else "nodes (at the last report):")

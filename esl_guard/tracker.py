@@ -177,7 +177,10 @@ class Tracker:
         self._lock_timers: list[tuple[float, str, str]] = []
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
         self._lock_ids = (f"auto-{i}" for i in itertools.count())
-        self.new_lock_id: Callable[[], str] = lambda: next(self._lock_ids)
+        #: (account, trigger) -> the id of a lock ``lock_after`` takes; ``trigger`` names the
+        #: violation that took it (node/uuid/rule, "" if it has no call): the service derives
+        #: a deterministic id from it (issue 14), so two instances take the same lock.
+        self.new_lock_id: Callable[[str, str], str] = lambda _a, _t: next(self._lock_ids)
         #: fail_mode = closed while the lock state is unknown (database unreachable at start):
         #: every new call is refused, since any account might be locked.
         self.fail_closed = False
@@ -481,7 +484,9 @@ class Tracker:
                           verdict.uuid, limit=verdict.limit, observed=verdict.observed,
                           dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
                           extra=dict(extra) if extra else {})]
-        actions.extend(self._count_violation(account, verdict.rule, limits, now))
+        trigger = (f"{verdict.node}/{verdict.uuid}/{verdict.rule.value}"
+                   if verdict.uuid is not None else "")
+        actions.extend(self._count_violation(account, verdict.rule, limits, now, trigger))
         return actions
 
     @staticmethod
@@ -493,7 +498,7 @@ class Tracker:
                       extra=dict(extra) if extra else {})
 
     def _count_violation(self, account: str, trigger: Rule, limits: Limits,
-                         now: float) -> list[Action]:
+                         now: float, key: str = "") -> list[Action]:
         after = limits.lock_after
         if after is None:
             return []
@@ -524,7 +529,7 @@ class Tracker:
             return [Action(ActionKind.LOCK, account, Rule.LOCK_AFTER, limit=verdict.limit,
                            observed=verdict.observed, dry_run=True, until=verdict.until,
                            detail=verdict.detail, clause=verdict.clause)]
-        lock = Lock(account, self.new_lock_id(), verdict.until, verdict.detail, "auto",
+        lock = Lock(account, self.new_lock_id(account, key), verdict.until, verdict.detail, "auto",
                     pending=True, since=wall)
         self.lock_history.setdefault(account, deque()).append(wall)
         return self._lock(lock, limit=verdict.limit, observed=verdict.observed,
@@ -777,6 +782,20 @@ class Tracker:
                         self._count(st, live, now)
                 return False
         return True
+
+    def due_deferred(self, node: str, now: float) -> list[Action]:
+        """A standby's takeover (issue 14): the hangups deferred on ``node`` (with their
+        violations) whose call is still up as its events tell and whose reason still holds.
+        Without the node's calls (lost, forgotten) they wait for its next resync."""
+        calls = self.nodes.get(node)
+        if calls is None:
+            return []
+        ended: Mapping[str, float] = self.ended.get(node) or {}
+        live = {u for u in calls if u not in ended}
+        actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
+                                     if self._still_due(calls.get(u), acts, now)}, live)
+        self.deferred_gone += len(gone)
+        return actions
 
     def defer(self, action: Action) -> None:
         """A hangup (or its violation) decided while its node's link is down: kept for the

@@ -25,3 +25,6 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path: Path) -> None:
     assert result["mode"] == "quick"
     assert result["throughput"]["events_per_s"] > 0
     assert result["latency"]["killed"] == result["latency"]["breaches"]
+    # issue 14: the failover row (skipped, and saying so, without a PostgreSQL server)
+    assert "failover" in proc.stdout and isinstance(result["failover"]["pass"], bool)
+    assert "skipped" in result["failover"] or result["failover"]["worst_s"] > 0

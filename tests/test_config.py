@@ -197,7 +197,7 @@ def test_all_errors_are_collected_at_once(tmp_path: Path) -> None:
         f"{main}: [policy] max_concurrent_calls = lots: expected a whole number >= 0",
         f"{main}: [policy] max_call_rate = 60: {RATE_EXPECTED}",
         f"{main}: [bogus]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, notify, metrics, logging)",
+        "policy, account:NAME, notify, metrics, cluster, logging)",
         f"{extra}: [account:acme] max_call_duration = forever: {DURATION_EXPECTED}",
         f"{extra}: [account:acme] max_concurent_calls: unknown key "
         "(did you mean max_concurrent_calls?)",
@@ -243,7 +243,7 @@ def test_unknown_section(tmp_path: Path, section: str) -> None:
     path = conf(tmp_path, f"{NODE}[{section}]\n")
     assert errors_of(path) == [
         f"{path}: [{section}]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, notify, metrics, logging)"
+        "policy, account:NAME, notify, metrics, cluster, logging)"
     ]
 
 
@@ -740,3 +740,19 @@ def test_shipped_conf_examples_are_valid(tmp_path: Path) -> None:
     assert [n.name for n in config.nodes] == ["default", "edge2"]
     assert config.limits_for("acme").max_concurrent_calls == 2
     assert config.metrics is not None
+
+
+def test_cluster_failover_after(tmp_path: Path) -> None:
+    """[cluster] failover_after (issue 14): 10s by default, 1s to 10m."""
+    base = "[freeswitch]\n"
+    assert load_config(conf(tmp_path, base)).cluster.failover_after == 10.0
+    assert load_config(conf(tmp_path, base + "[cluster]\nfailover_after = 3s\n")
+                       ).cluster.failover_after == 3.0
+    alone = load_config(conf(tmp_path, base + "[cluster]\nfailover_after = 3s\n"))
+    assert any("[cluster] has no effect without a PostgreSQL" in w for w in alone.warnings)
+    group = load_config(conf(tmp_path, base + "[database]\nurl = postgresql://u@db/esl\n"
+                                              "[cluster]\nfailover_after = 3s\n"))
+    assert not any("[cluster]" in w for w in group.warnings)
+    main = conf(tmp_path, base + "[cluster]\nfailover_after = 500ms\n")
+    assert errors_of(main) == [f"{main}: [cluster] failover_after = 500ms: expected a duration "
+                               "from 1s to 10m such as 10s"]

@@ -46,9 +46,9 @@ def test_upgrade_is_idempotent_and_sets_revision(db_url: str) -> None:
     try:
         assert s.revision() is None
         s.upgrade()
-        assert s.revision() == head_revision() == "0003"
+        assert s.revision() == head_revision() == "0005"
         s.upgrade()
-        assert s.revision() == "0003"
+        assert s.revision() == "0005"
         s.ping()
     finally:
         s.close()
@@ -333,7 +333,7 @@ def test_the_unlocks_migration_downgrades_and_upgrades(db_url: str) -> None:
             command.downgrade(alembic_config(conn), "0002")
         assert s.revision() == "0002"
         s.upgrade()
-        assert s.revision() == "0003" and s.unlocks_since(0) == []
+        assert s.revision() == "0005" and s.unlocks_since(0) == []
     finally:
         engine.dispose()
         s.close()

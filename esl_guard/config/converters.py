@@ -207,6 +207,15 @@ def sqlite_file(url: str) -> str | None:
 duration: Callable[[str], float] = parse_duration
 
 
+def failover_time(text: str) -> float:
+    """``[cluster] failover_after``: a duration of 1 s to 10 min (PostgreSQL's keepalives
+    that end a vanished host's session count whole seconds)."""
+    seconds = parse_duration(text)
+    if not 1.0 <= seconds <= 600.0:
+        raise ValueError("expected a duration from 1s to 10m such as 10s")
+    return seconds
+
+
 _PATTERN_RE = re.compile(r"[0-9A-Za-z+*?\[\]!#._@-]{1,64}")
 _CONTEXT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -97,6 +97,8 @@ def diff_config(old: Config, new: Config) -> list[str]:
 
     if listen(old.metrics) != listen(new.metrics):
         lines.append(f"[metrics] listen: {listen(old.metrics)} -> {listen(new.metrics)}")
+    lines += _changes("[cluster]", {"failover_after": format_duration(old.cluster.failover_after)},
+                      {"failover_after": format_duration(new.cluster.failover_after)})
     lines += _changes("[logging]", {"format": old.logging.format, "level": old.logging.level},
                       {"format": new.logging.format, "level": new.logging.level})
     return lines

@@ -23,6 +23,7 @@ from esl_guard.config.settings import (
     PLAIN_SECTIONS,
     SECTION_HELP,
     SETTINGS,
+    ClusterConfig,
     Config,
     DatabaseConfig,
     LoggingConfig,
@@ -314,6 +315,10 @@ class _Loader:
 
         url = self.get("database", "url")
         db_file = sqlite_file(url)
+        if "cluster" in self.sections and url.lower().startswith("sqlite"):
+            self.warnings.append(f"{self.section_file['cluster']}: [cluster] has no effect "
+                                 "without a PostgreSQL [database] url (one esl-guard run per "
+                                 "SQLite database)")
         journal = self.get("database", "journal") or (
             os.path.join(os.path.dirname(db_file) or ".", "journal.jsonl") if db_file
             else DEFAULT_JOURNAL)
@@ -350,6 +355,7 @@ class _Loader:
             nodes=tuple(nodes), database=database, policy=policy, accounts=accounts,
             account_variable=self.get("policy", "account_variable"),
             lock_realm=self.get("policy", "lock_realm"), metrics=metrics, notify=notify,
+            cluster=ClusterConfig(failover_after=self.get("cluster", "failover_after")),
             logging=LoggingConfig(format=self.get("logging", "format"),
                                   level=self.get("logging", "level")),
             files=tuple(self.files), warnings=tuple(dict.fromkeys(self.warnings)),

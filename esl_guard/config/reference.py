@@ -65,6 +65,9 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
     "notify": (";[notify]", "tell the operator: one JSON POST per event (absent = no webhook)",
                ""),
     "metrics": (";[metrics]", "Prometheus metrics; absent = no metrics endpoint", ""),
+    "cluster": (";[cluster]", "high availability, PostgreSQL only (README)",
+                "Several `esl-guard run` with this conf and a PostgreSQL url form a group: one\n"
+                "active, the others hot standby."),
     "logging": ("[logging]", "", ""),
 }
 

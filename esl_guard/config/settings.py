@@ -22,6 +22,7 @@ from esl_guard.config.converters import (
     db_url,
     duration,
     factor,
+    failover_time,
     hangup_cause,
     host_name,
     listen_address,
@@ -180,6 +181,9 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             kind=_DUR),
     Setting("listen", listen_address, "127.0.0.1:9464", "Prometheus exporter address",
             ("metrics",), kind="host:port"),
+    Setting("failover_after", failover_time, "10s",
+            "a standby takes over this soon after the active instance is gone (PostgreSQL)",
+            ("cluster",), kind=_DUR),
     Setting("format", choice("text", "json"), "text", "log line format", ("logging",),
             kind="text|json"),
     Setting("level", choice("debug", "info", "warning", "error", upper=True), "info",
@@ -190,10 +194,10 @@ LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
 if not all(k in SETTINGS for k in LIMIT_KEYS):  # pragma: no cover - model.py drifted
     raise RuntimeError("every Limits field needs an entry in SETTINGS")
 
-PLAIN_SECTIONS = ("freeswitch", "database", "policy", "notify", "metrics", "logging")
+PLAIN_SECTIONS = ("freeswitch", "database", "policy", "notify", "metrics", "cluster", "logging")
 SECTION_HELP = (
     "unknown section (expected freeswitch, freeswitch:NAME, database, policy, account:NAME, "
-    "notify, metrics, logging)"
+    "notify, metrics, cluster, logging)"
 )
 PASSWORD_KEYS = ("password", "password_file", "password_env")
 PERM_HINT = "(chmod 600 or chmod 640 with group esl-guard)"
@@ -293,6 +297,13 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]`` (issue 14): several instances on one PostgreSQL database."""
+
+    failover_after: float = default_value("failover_after")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: str = default_value("format")
     level: str = default_value("level")
@@ -308,6 +319,7 @@ class Config:
     lock_realm: str = default_value("lock_realm")
     metrics: MetricsConfig | None = None
     notify: NotifyConfig | None = None
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()

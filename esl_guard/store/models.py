@@ -103,3 +103,20 @@ class DaemonStatus(Base):
     id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
     updated_at: Mapped[float] = mapped_column(Double())
     body: Mapped[str] = mapped_column(Text())
+
+
+class ClusterMember(Base):
+    """One `esl-guard run` of a group (PostgreSQL, issue 14), kept by its leadership
+    connection every few seconds: what `esl-guard status` lists."""
+
+    __tablename__ = "cluster_members"
+
+    instance: Mapped[str] = mapped_column(String(SHORT_LEN), primary_key=True)
+    host: Mapped[str] = mapped_column(String(ACCOUNT_LEN))
+    pid: Mapped[int] = mapped_column(Integer())
+    role: Mapped[str] = mapped_column(String(KIND_LEN))  # active|standby
+    since: Mapped[float] = mapped_column(Double())  # in this role since (epoch seconds)
+    started: Mapped[float] = mapped_column(Double())
+    last_seen: Mapped[float] = mapped_column(Double())
+
+    __table_args__ = (Index(None, "last_seen"),)

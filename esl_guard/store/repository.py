@@ -39,6 +39,7 @@ from esl_guard.store.models import (
     RULE_LEN,
     SHORT_LEN,
     AuditEvent,
+    ClusterMember,
     DaemonStatus,
     Lock,
     Unlock,
@@ -265,6 +266,19 @@ class Store:
             rows.reverse()
         return rows
 
+    def members(self) -> list[dict[str, Any]]:
+        """The instances of the group (PostgreSQL, issue 14), most recently seen first; [] on
+        SQLite (one instance) or a schema older than 0005."""
+        if not self.is_postgresql:
+            return []
+        stmt = select(ClusterMember).order_by(ClusterMember.last_seen.desc())
+        with self._guard("reading the group's instances"), self._engine.connect() as conn:
+            if "cluster_members" not in conn.dialect.get_table_names(conn):
+                return []
+            return [{"instance": r.instance, "host": r.host, "pid": r.pid, "role": r.role,
+                     "since": r.since, "started": r.started, "last_seen": r.last_seen}
+                    for r in conn.execute(stmt)]
+
     def get_status(self) -> tuple[float, dict[str, Any]] | None:
         stmt = select(DaemonStatus.updated_at, DaemonStatus.body).where(
             DaemonStatus.id == STATUS_ROW_ID
@@ -430,6 +444,7 @@ class Store:
             update(Lock)
             .where(
                 Lock.account == info.account,
+                Lock.lock_id != info.lock_id,  # the same lock written by another instance
                 Lock.released_at.is_(None),
                 Lock.since <= info.since,
                 or_(Lock.until.is_(None), Lock.until > info.since),

@@ -29,10 +29,11 @@ class GuardProcess:
 
     def __init__(self, workdir: Path, target: Target,
                  accounts: Mapping[str, Mapping[str, str]], policy: str = "",
-                 resync_interval: str = "10s", database: Path | None = None) -> None:
-        """``database``: the SQLite file of another GuardProcess to share (daemons that watch
-        one FreeSWITCH realm must share their lock state: each deletes the realm's entries that
-        are not its active locks after a connect)."""
+                 resync_interval: str = "10s", database: str | None = None,
+                 extra: str = "") -> None:
+        """``database``: a database URL (default: an SQLite file of its own; two daemons
+        cannot share one SQLite database, issue 14; a PostgreSQL URL makes them a group).
+        ``extra``: more conf sections (e.g. ``[cluster]``)."""
         self.workdir = workdir
         self.target = target
         self.conf = workdir / "esl-guard.conf"
@@ -48,10 +49,11 @@ class GuardProcess:
             "connect_timeout = 3s\ncommand_timeout = 5s\n"
             f"resync_interval = {resync_interval}\n"
             "\n[database]\n"
-            f"url = sqlite:///{database or workdir / 'esl-guard.db'}\njournal = {workdir / 'journal.jsonl'}\n"
+            f"url = {database or 'sqlite:///' + str(workdir / 'esl-guard.db')}\n"
+            f"journal = {workdir / 'journal.jsonl'}\n"
             "poll_interval = 0.3s\n"
             "\n[policy]\nhangup_cause = CALL_REJECTED\ndry_run = false\n" + policy
-            + sections + "\n[logging]\nformat = text\nlevel = debug\n")
+            + sections + extra + "\n[logging]\nformat = text\nlevel = debug\n")
         self.conf.chmod(0o600)
 
     # ------------------------------------------------------------------ the daemon

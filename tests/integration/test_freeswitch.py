@@ -225,13 +225,16 @@ def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_pa
     if restart_freeswitch is None:
         pytest.skip(NO_RESTART)
     locked, after = f"relock-{run_id}", f"after-{run_id}"
-    # The module's daemon is connected too: after the restart both clean the lock realm of
-    # entries that are not their active locks, so they share one database (one lock state).
+    # The module's daemon is connected too and owns the lock realm the dialplan reads: it takes
+    # the lock.  This test's daemon (the account's limit) has a database of its own (two runs
+    # cannot share an SQLite database, issue 14) and a realm of its own, so that neither
+    # cleans the other's entries after the restart.
+    module_guard = guard
     guard = GuardProcess(tmp_path / "guard", fs_target, {after: {"max_concurrent_calls": "1"}},
-                         database=guard.workdir / "esl-guard.db")
+                         policy="lock_realm = esl_guard_restart\n")
     guard.start()
     try:
-        guard.lock(locked, "10m")
+        module_guard.lock(locked, "10m")
         before = eslsock.poll(lambda: eslsock.hash_select(fs_target, "esl_guard", locked), 15,
                               what=f"hash select/esl_guard/{locked}")
         core_before = eslsock.core_uuid(fs_target)
@@ -274,5 +277,5 @@ def test_freeswitch_restart_with_calls_up(fs_target: Target, run_id: str, tmp_pa
         assert len(kinds(rows, "hangup", "max_concurrent_calls")) == 1, rows
         assert guard.proc is not None and guard.proc.poll() is None, guard.tail()
     finally:
-        guard.unlock(locked)
+        module_guard.unlock(locked)
         guard.stop()
