@@ -75,7 +75,7 @@ class Guard:
         self.wall = wall
         self.notifier = notifier
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
-        self.tracker = Tracker(config.limits_for, wall)
+        self.tracker = Tracker(config.limits_for, wall, config.destinations)
         self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
         self._set_ended_memory(config)
         self.links: dict[str, NodeLink] = {}
@@ -596,6 +596,7 @@ class Guard:
         self.config = config
         self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
+        self.tracker.destinations = config.destinations
         for name in self.decoders:  # the next event is read with the new account_variable
             self.decoders[name] = EventDecoder(name, config.account_variable)
         self.dispatch(self.tracker.retime(self.clock()))
