@@ -105,11 +105,25 @@ class Daemon:
         events = (self._db_call(self.store.lock_window_events, wall - horizon, started)
                   if horizon else [])
         self.guard.restore_state(locks, history, events)
+        budget = self._minutes_window()
+        minutes = (self._db_call(self.store.minutes_since, wall - budget, started)
+                   if budget else [])
+        restored = self.guard.restore_minutes(minutes)
         self.locks_loaded = True
         self.guard.set_fail_closed(False)
         self.guard.lock_state_known()
-        log.info("state loaded: %d active locks, %d recent violations", len(locks),
-                 sum(1 for e in events if e[2] == "violation"))
+        log.info("state loaded: %d active locks, %d recent violations, %d ended calls in "
+                 "minute budgets", len(locks), sum(1 for e in events if e[2] == "violation"),
+                 restored)
+
+    def _minutes_window(self) -> float:
+        """The longest ``max_minutes`` window of the policy, the accounts and the classes."""
+        cfg = self.config
+        dests = cfg.destinations
+        limits = [cfg.policy, *cfg.accounts.values()]
+        limits += [dests.limits(a, c) for a in ("", *cfg.accounts) for c in dests.classes
+                   if c not in dests.exempt]
+        return max((lim.max_minutes.window for lim in limits if lim.max_minutes), default=0.0)
 
     def _lock_windows(self) -> list[Any]:
         cfg = self.config

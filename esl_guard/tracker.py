@@ -274,6 +274,32 @@ class Tracker:
                 out[(account, cls)] = verdict
         return out
 
+    def class_usage(self, account: str, now: float) -> dict[str, object]:
+        """What ``account`` uses now (``status``): its minutes in its ``max_minutes`` window
+        and, per destination class it called, its live calls and minutes against the class
+        limits."""
+        st = self.accounts.get(account)
+        if st is None:
+            return {}
+        out: dict[str, object] = {}
+        for usage in st.usages():
+            limits = self._limits_of(usage)
+            if limits is None:
+                continue
+            entry: dict[str, object] = {}
+            rate = limits.max_minutes
+            if rate is not None:
+                entry["minutes"] = round(self._minutes(usage, limits, now) / 60.0, 1)
+                entry["max_minutes"] = str(rate)
+            if usage is st:
+                out.update(entry)
+                continue
+            entry.update(active=len(usage.calls), limit=limits.max_concurrent_calls)
+            classes = out.setdefault("classes", {})
+            assert isinstance(classes, dict) and usage.cls is not None
+            classes[usage.cls] = entry
+        return out
+
     def busiest(self, n: int = 10) -> list[tuple[str, int]]:
         return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
                               key=lambda x: x[1])

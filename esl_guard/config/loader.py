@@ -115,6 +115,7 @@ class _Loader:
         self.section_file: dict[str, str] = {}
         self.broken = False  # a file could not be parsed: skip whole-config checks
         self.node_seen = False  # some [freeswitch...] header, even a rejected one
+        self.given: set[tuple[str, str]] = set()  # (section, key) written, even if rejected
 
     def error(self, line: str) -> None:
         if line not in self.errors:
@@ -194,6 +195,7 @@ class _Loader:
         merged = self.sections.setdefault(section, {})
         self.section_file.setdefault(section, file)
         for key, text in items:
+            self.given.add((section, key))
             value = self.read_value(file, section, kind, key, text)
             if value is not None:
                 merged[key] = value
@@ -342,6 +344,8 @@ class _Loader:
             where = f"{self.section_file[section]}: [{section}]"
             given = values.get("prefixes")
             if given is None:
+                if (section, "prefixes") in self.given:
+                    continue  # given, and rejected: already said why
                 self.error(f"{where}: expected prefixes = the dialled-number prefixes of the "
                            "class (digits, space separated)")
                 continue
