@@ -823,8 +823,8 @@ class Tracker:
         limits = self._limits_of(st)
         if limits is None or limits.max_minutes is None:
             return
-        live = sum(1 for c in st.calls if c.answered is not None and not c.doomed)
-        deadline = minutes_deadline(self._minutes(st, limits, now), live, limits, now)
+        used, live = st.budget_state(limits.max_minutes.window, now)
+        deadline = minutes_deadline(used, live, limits, now)
         if deadline is None:
             return
         if st.tprev is not None and st.budget_at is not None and st.budget_at <= deadline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from esl_guard.policy import MinuteWindow, RecentCalls, live_seconds
+from esl_guard.policy import MinuteWindow, RecentCalls
 from esl_guard.timers import TimerNode
 
 if TYPE_CHECKING:
@@ -48,14 +48,25 @@ class Usage(TimerNode):
     def minutes_used(self, window: float, now: float) -> float:
         """Seconds answered in the window ``(now - window, now]``, live calls included (moves
         the ended calls' window forward)."""
+        return self.budget_state(window, now)[0]
+
+    def budget_state(self, window: float, now: float) -> tuple[float, int]:
+        """(seconds answered in the window, live calls included; answered live calls not
+        already condemned), in one pass over the live calls (on the event path)."""
         horizon = now - window
-        ended = 0.0
+        used = 0.0
         held = self.minutes
         if held is not None:
             held.advance(horizon)
-            ended = held.used()
-        return ended + live_seconds(
-            [c.answered for c in self.calls if c.answered is not None], now, horizon)
+            used = held.used()
+        running = 0
+        for c in self.calls:  # live_seconds, written out
+            a = c.answered
+            if a is not None:
+                if a < now:
+                    used += now - (a if a > horizon else horizon)
+                running += not c.doomed
+        return used, running
 
     def answered_live(self) -> list[Call]:
         """Its answered live calls not already condemned, in a stable order."""
