@@ -993,9 +993,11 @@ class Tracker:
         for a in actions:
             if a.kind is ActionKind.HANGUP and a.account is not None:
                 live = call if isinstance(call, Call) else None
+                limits = self.limits_for(a.account)
+                if live is not None and live.account is not None and live.cls is not None:
+                    limits = self._deadline(live)[1] or limits  # a class's duration limit
                 if still_due(a.rule, self.is_locked(a.account),
-                             live.answered if live is not None else None,
-                             self.limits_for(a.account), now):
+                             live.answered if live is not None else None, limits, now):
                     return True
                 if live is not None:
                     live.doomed = False

@@ -205,3 +205,47 @@ def test_short_calls_to_a_class() -> None:
         (ActionKind.VIOLATION, Rule.SHORT_CALLS, "intl")]
     assert hangups(call(tr, 9, "0044", 10)) == [(U[9], Rule.SHORT_CALLS, "intl")]
     assert call(tr, 10, "4420", 10) == []
+
+
+def test_a_deferred_class_duration_hangup_is_still_due_after_the_reconnect() -> None:
+    """The call passed its class's max_call_duration while its node was down (the account
+    itself has no duration limit): the reconnect's resync carries the hangup out."""
+    tr = make()
+    call(tr, 0, "883123", 0)
+    answer(tr, 0, 0)
+    acts = tr.tick(60.1)
+    assert hangups(acts) == [(U[0], Rule.DURATION, "timed")]
+    for a in acts:
+        tr.defer(a)
+    _, _, due = tr.resync("fs1", [ChannelRow(U[0], "acme", False, True, 70.0,
+                                             destination="883123")], 70.0)
+    assert hangups(due) == [(U[0], Rule.DURATION, "timed")]
+
+
+def test_status_shows_the_minutes_and_the_classes_of_the_busiest_accounts() -> None:
+    from esl_guard.config import Config
+    from esl_guard.status import render_status
+
+    tr = make(Limits(max_minutes=Rate(600, 86400.0)))
+    call(tr, 0, "882123", 0)
+    answer(tr, 0, 0)
+    call(tr, 1, "4420", 0)
+    usage = tr.class_usage("acme", 300.0)
+    assert usage == {"minutes": 5.0, "max_minutes": "600/1d",
+                     "classes": {"budget": {"minutes": 5.0, "max_minutes": "10/1h",
+                                            "active": 1, "limit": None}}}
+
+    class Store:
+        def get_status(self) -> tuple[float, dict]:
+            return 1.0, {"busiest": [{"account": "acme", "active": 2, "limit": 5, **usage}],
+                         "started": 0.0}
+
+        def active_locks(self, now: float) -> list:
+            return []
+
+        def audit(self, **kw: object) -> list:
+            return []
+
+    text = render_status(Store(), Config(nodes=()), as_json=False, now=2.0, utc=True)
+    assert "  acme                         2 / 5   5 min / 600/1d" in text
+    assert "    budget                     1 / no limit   5 min / 10/1h" in text
