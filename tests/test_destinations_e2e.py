@@ -3,15 +3,20 @@ against the simulator over TCP, with its database (SQLite, and PostgreSQL for th
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import gevent.subprocess
 import pytest
 
 from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.store import Store
-from tests.harness import Harness, cli, wait_for
+from tests.harness import Harness, cli, node_section, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = ("[destination:premium]\nprefixes = 1900 44871\nmax_concurrent_calls = 1\n\n"
            "[destination:emergency]\nprefixes = 112 911\nexempt = true\n")
@@ -60,47 +65,82 @@ def test_a_locked_account_s_emergency_call_is_never_touched_and_is_audited(
         (emergency, "112", "emergency", None)]
 
 
-@pytest.fixture
-def hdb(tmp_path: Path, db_url: str, fs: FakeFreeSWITCH) -> Iterator[Harness]:
-    harness = Harness(tmp_path, db_url, fs)
-    yield harness
-    harness.stop()
+class DaemonProcess:
+    """``python -m esl_guard run`` in a process of its own, against the simulator."""
+
+    def __init__(self, conf: Path) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = gevent.subprocess.Popen(
+            [sys.executable, "-m", "esl_guard", "run", "-c", str(conf)], env=env,
+            stderr=gevent.subprocess.PIPE, cwd=str(conf.parent))
+
+    def stop(self) -> str:
+        """SIGTERM; the exit status must be 0; returns its log."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0
+        log = self.proc.stderr.read().decode()
+        assert "Traceback" not in log, log
+        return log
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def test_the_minute_budget_window_survives_a_restart(hdb: Harness, fs: FakeFreeSWITCH) -> None:
-    """A call's minutes are stored when it ends; after a restart they fill the window again
-    with those of earlier runs: the next call is refused (max_minutes = 1/1h)."""
-    h = hdb
-    d = h.start("max_minutes = 1/1h\n")
-    short = fs.create_call("acme")
-    fs.answer(short)
-    answered = time.time()
-    assert wait_for(lambda: time.time() > answered + 1.0)
-    fs.hangup(short)
-    store = Store(h.db_url)
+def test_the_minute_budget_window_survives_a_restart_of_the_daemon_process(
+        tmp_path: Path, db_url: str, fs: FakeFreeSWITCH) -> None:
+    """max_minutes = 1/1h: a call's minutes are stored when it ends; after a restart they fill
+    the window again, with those of earlier runs, and the next call is refused.  The daemon
+    runs as ``esl-guard run`` in a process of its own (SQLite and PostgreSQL)."""
+    conf = tmp_path / "esl-guard.conf"
+    conf.write_text(node_section(fs) + f"\n[database]\nurl = {db_url}\n"
+                    f"journal = {tmp_path / 'journal.jsonl'}\npoll_interval = 0.2s\n\n"
+                    "[policy]\nmax_minutes = 1/1h\n\n[account:probe]\nmax_concurrent_calls = 0\n")
+    conf.chmod(0o600)
+    killed = lambda u: any(k == u for k, _ in fs.kills)  # noqa: E731
+
+    def decided(call: str) -> bool:
+        """Whether the daemon hung ``call`` up, once it has decided on it: a probe call that is
+        always hung up is placed after it."""
+        probe = fs.create_call("probe")
+        assert wait_for(lambda: killed(probe), timeout=15)
+        return killed(call)
+
+    daemon = DaemonProcess(conf)
+    store = Store(db_url)
     try:
-        assert wait_for(lambda: d.writer.flush(1) and store.minutes_since(0) != [], timeout=10)
+        assert wait_for(lambda: fs.connections >= 1 and any(
+            c.startswith("api show channels") for c in fs.commands), timeout=30)
+        short = fs.create_call("acme")
+        fs.answer(short)
+        answered = time.time()
+        assert wait_for(lambda: time.time() > answered + 1.0)
+        fs.hangup(short)
+        assert not decided(short)
+        assert wait_for(lambda: store.minutes_since(0) != [], timeout=15)
         ((account, cls, a, e),) = store.minutes_since(0)
         assert (account, cls) == ("acme", None) and e - a > 0.9  # the call was up 1 s
         # An earlier run's calls, 59.5 s, ended 10 minutes ago: with this one, over 60 s.
         store.apply([{"op": "minutes", "event_id": "earlier-run", "account": "acme",
                       "answered": time.time() - 659.5, "ended": time.time() - 600.0}])
-    finally:
-        store.close()
-    admitted = fs.create_call("acme")  # this run never saw the earlier minutes
-    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
-    fs.hangup(admitted)
-    assert wait_for(lambda: d.guard.tracker.active("acme") == 0)
-    assert h.stop() == 0
+        admitted = fs.create_call("acme")  # this run never saw the earlier minutes
+        assert not decided(admitted)
+        fs.hangup(admitted)
+        daemon.stop()
 
-    d = h.start()
-    refused = fs.create_call("acme")
-    assert wait_for(lambda: h.killed(refused))
-    assert d.writer.flush(5)
-    store = Store(h.db_url)
-    try:
+        fs.commands.clear()
+        daemon = DaemonProcess(conf)
+        assert wait_for(lambda: any(c.startswith("api show channels") for c in fs.commands),
+                        timeout=30)
+        refused = fs.create_call("acme")
+        assert decided(refused)
+        log = daemon.stop()
+        assert "2 ended calls in minute budgets" in log, log
         rows = store.audit(account="acme", kinds=["hangup"])
+        assert [(r["uuid"], r["rule"], r["clause"]) for r in rows] == [
+            (refused, "max_minutes", "network_use")]
     finally:
+        daemon.kill()
         store.close()
-    assert [(r["uuid"], r["rule"], r["clause"]) for r in rows] == [
-        (refused, "max_minutes", "network_use")]
