@@ -19,6 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from esl_guard.classes import ClassesMixin, tag
 from esl_guard.events import END_EVENTS
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
 from esl_guard.policy import (
@@ -26,7 +27,6 @@ from esl_guard.policy import (
     AccountView,
     CallFacts,
     Destinations,
-    MinuteWindow,
     RecentCalls,
     Verdict,
     admit,
@@ -35,7 +35,6 @@ from esl_guard.policy import (
     check_duration,
     check_lock_after,
     check_lock_expiry,
-    check_minutes,
     check_short_call_end,
     counts_as_attempt,
     due_hangups,
@@ -46,16 +45,12 @@ from esl_guard.policy import (
     is_warning,
     keeps_unlisted,
     lock_active,
-    minutes_deadline,
-    next_call_blocked,
-    over_budget,
     release_at,
     sequential_run,
     still_due,
     uses_recent,
 )
-from esl_guard.policy.calls import ACCOUNT_IDLE, RECENT_KEEP
-from esl_guard.safety import describe_account
+from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 from esl_guard.usage import AccountState, ClassState, Usage
 
@@ -159,7 +154,7 @@ B_LEG = Call("", "")
 TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
-class Tracker:
+class Tracker(ClassesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
                  destinations: Destinations | None = None) -> None:
@@ -233,72 +228,6 @@ class Tracker:
         return AccountView(account, len(st.calls), st.creations or (), st.acct.violations or (),
                            self.locks.get(account), self.fail_closed,
                            self.lock_history.get(account, ()), call, st.recent)
-
-    def _limits_of(self, st: Usage) -> Limits | None:
-        """The limits of an account, or of its calls to a class (None: no longer configured)."""
-        if st.cls is None:
-            return self.limits_for(st.account)
-        dests = self.destinations
-        return dests.limits(st.account, st.cls) if st.cls in dests.classes else None
-
-    def _minutes(self, st: Usage, limits: Limits, now: float) -> float:
-        rate = limits.max_minutes
-        return 0.0 if rate is None else st.minutes_used(rate.window, now)
-
-    def blocked(self, account: str, now: float) -> dict[tuple[str, str | None], Verdict]:
-        """Whether the account's NEXT call would be refused, and why, for the account
-        (key ``(account, None)``) and for each of its (not exempt) destination classes (key
-        ``(account, CLASS)``): :func:`esl_guard.policy.next_call_blocked` on the state held
-        now.  Absent key: that call would be admitted (as far as the facts of the call itself,
-        such as its caller ID, do not matter).  For pre-answer admission state (mod_hash)."""
-        wall = self.wall_clock()
-        st = self.accounts.get(account)
-        out: dict[tuple[str, str | None], Verdict] = {}
-        dests = self.destinations
-        scopes: list[tuple[str | None, Limits]] = [(None, self.limits_for(account))]
-        scopes += [(c, dests.limits(account, c)) for c in dests.classes if c not in dests.exempt]
-        for cls, limits in scopes:
-            usage: Usage | None = st
-            if st is not None and cls is not None:
-                usage = st.classes.get(cls) if st.classes else None
-            if usage is None:
-                view = self.view(account) if st is None else self._view(st, None)
-                if cls is not None:  # no call to the class yet: only its limits of zero
-                    view.live, view.creations = 0, ()
-                    view.recent = None
-            else:
-                view = self._view(usage, None)
-                view.minutes = self._minutes(usage, limits, now)
-            verdict = next_call_blocked(view, limits, now, wall)
-            if verdict is not None:
-                out[(account, cls)] = verdict
-        return out
-
-    def class_usage(self, account: str, now: float) -> dict[str, object]:
-        """What ``account`` uses now (``status``): its minutes in its ``max_minutes`` window
-        and, per destination class it called, its live calls and minutes against the class
-        limits."""
-        st = self.accounts.get(account)
-        if st is None:
-            return {}
-        out: dict[str, object] = {}
-        for usage in st.usages():
-            limits = self._limits_of(usage)
-            if limits is None:
-                continue
-            entry: dict[str, object] = {}
-            rate = limits.max_minutes
-            if rate is not None:
-                entry["minutes"] = round(self._minutes(usage, limits, now) / 60.0, 1)
-                entry["max_minutes"] = str(rate)
-            if usage is st:
-                out.update(entry)
-                continue
-            entry.update(active=len(usage.calls), limit=limits.max_concurrent_calls)
-            classes = out.setdefault("classes", {})
-            assert isinstance(classes, dict) and usage.cls is not None
-            classes[usage.cls] = entry
-        return out
 
     def busiest(self, n: int = 10) -> list[tuple[str, int]]:
         return heapq.nlargest(n, ((a, len(s.calls)) for a, s in self.accounts.items() if s.calls),
@@ -400,33 +329,6 @@ class Tracker:
             if not st.calls:
                 self._went_idle(st, now)
 
-    def _record_minutes(self, call: Call, st: AccountState, answered: float,
-                        now: float) -> None:
-        """An answered call's interval enters the windows of the budgets it counts in, and
-        goes to the database (:attr:`minutes_out`) when one of them is on."""
-        stored = False
-        limits = self.limits_for(st.name)
-        if limits.max_minutes is not None:
-            st.add_minutes(answered, now)
-            stored = True
-        cst = call.cls
-        if cst is not None:
-            climits = self._limits_of(cst)
-            if climits is not None and climits.max_minutes is not None:
-                cst.add_minutes(answered, now)
-                stored = True
-        if stored:
-            self.minutes_out.append((st.name, None if cst is None else cst.cls, answered, now))
-
-    def _exempt(self, call: Call, cls: str) -> list[Action]:
-        """A call to an exempt class (emergency): never refused, hung up or counted, whatever
-        the account's state (a lock, fail_mode = closed); logged and audited."""
-        call.exempt = True
-        number = describe_account(call.destination) if call.destination else "?"
-        return [Action(ActionKind.EXEMPT, call.account or "", None, call.node, call.uuid,
-                       detail=f"call to {number} in exempt class {cls}: never refused, hung up "
-                       "or counted", destination=call.destination, destination_class=cls)]
-
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None,
                        destination: str | None = None) -> list[Action]:
@@ -470,12 +372,12 @@ class Tracker:
         if verdict is not None:
             actions += self._apply(call, verdict, vlimits, now, facts)
             if not limits.dry_run:
-                return _tag(call, actions)
+                return tag(call, actions)
             # dry run: the call goes on, so it counts and its duration timer runs
         call.inbound = inbound
         call.watch_end = watch
         self._count(st, call, now)
-        return _tag(call, actions)
+        return tag(call, actions)
 
     def _admit(self, st: Usage, call: Call, facts: Admitting | None, limits: Limits,
                now: float, warnings: list[Verdict]) -> tuple[Verdict | None, bool]:
@@ -564,7 +466,7 @@ class Tracker:
             if verdict is not None:
                 actions += self._violation(call.account, verdict, limits, now)
                 break  # one violation per call
-        return _tag(call, actions)
+        return tag(call, actions)
 
     def _adopt(self, call: Call, account: str, now: float,
                destination: str | None = None) -> list[Action]:
@@ -588,7 +490,7 @@ class Tracker:
         actions = self._apply(call, verdict, limits, now)
         if limits.dry_run:  # the call goes on: it counts, and its duration timer runs
             self._count(st, call, now)
-        return _tag(call, actions)
+        return tag(call, actions)
 
     def _count(self, st: AccountState, call: Call, now: float) -> None:
         st.calls.add(call)
@@ -816,43 +718,6 @@ class Tracker:
                 return other, climits
         return deadline, limits if deadline is not None else None
 
-    def _arm_budget(self, st: Usage, now: float) -> None:
-        """Arm ``st``'s budget timer for the earliest moment its answered live calls could
-        use up its ``max_minutes`` (:func:`esl_guard.policy.minutes_deadline`); an earlier
-        timer already armed stays (it looks again when it fires)."""
-        limits = self._limits_of(st)
-        if limits is None or limits.max_minutes is None:
-            return
-        used, live = st.budget_state(limits.max_minutes.window, now)
-        deadline = minutes_deadline(used, live, limits, now)
-        if deadline is None:
-            return
-        if st.tprev is not None and st.budget_at is not None and st.budget_at <= deadline:
-            return
-        st.budget_at = deadline
-        self._budgets.arm(st, deadline)
-
-    def _budget_due(self, st: Usage, now: float) -> list[Action]:
-        """``st``'s budget timer fired: if its window holds the whole budget, its answered live
-        calls are hung up (``max_minutes``); else it is armed again."""
-        st.budget_at = None
-        limits = self._limits_of(st)
-        if limits is None or limits.max_minutes is None:
-            return []
-        used = self._minutes(st, limits, now)
-        if not over_budget(used, limits):
-            self._arm_budget(st, now)
-            return []
-        actions: list[Action] = []
-        wall = self.wall_clock()
-        for call in st.answered_live():
-            view = self._view(st, call)
-            view.minutes = used
-            verdict = check_minutes(view, limits, now, wall)
-            if verdict is not None:
-                actions += _tag(call, self._apply(call, verdict, limits, now))
-        return actions
-
     def _arm_at(self, call: Call, deadline: float) -> None:
         self._timers.arm(call, deadline)
 
@@ -892,7 +757,7 @@ class Tracker:
         if verdict is None:  # the limit was raised by a reload, or the slot fired early
             self._arm_at(call, deadline)
             return []
-        return _tag(call, self._apply(call, verdict, limits, now))
+        return tag(call, self._apply(call, verdict, limits, now))
 
     def retime(self, now: float) -> list[Action]:
         """Apply a new policy (a reload) to the calls up: re-arm every duration timer, and
@@ -1041,50 +906,6 @@ class Tracker:
             st = self._account_state(account, kept[-1] if kept else 0.0)
             st.violations = kept
 
-    def _classes_kept(self, st: AccountState) -> float:
-        """Until when an idle account's minute windows and its classes' windows matter."""
-        at = 0.0
-        for usage in st.usages():
-            limits = self._limits_of(usage)
-            if limits is None:
-                continue
-            held = usage.minutes
-            if held is not None and held.last_end is not None and limits.max_minutes:
-                at = max(at, held.last_end + limits.max_minutes.window)
-            if usage is st:
-                continue
-            rate = limits.max_call_rate
-            if rate is not None and usage.creations:
-                at = max(at, usage.creations[-1] + rate.window)
-            if usage.recent is not None:
-                at = max(at, usage.recent.last + RECENT_KEEP)
-        return at
-
-    def restore_minutes(self, rows: Iterable[tuple[str, str | None, float, float]],
-                        now: float) -> int:
-        """Answered intervals of calls that ended in earlier runs (account, class, answered,
-        ended; monotonic), from the database: the minute budgets' windows continue where they
-        were.  Returns how many intervals were taken."""
-        collected: dict[int, tuple[Usage, list[tuple[float, float]]]] = {}
-        dests = self.destinations
-        n = 0
-        for account, cls, answered, ended in rows:
-            st = self._account_state(account, ended)
-            targets: list[Usage] = []
-            if self.limits_for(account).max_minutes is not None:
-                targets.append(st)
-            if cls is not None and cls in dests.classes and cls not in dests.exempt \
-                    and dests.limits(account, cls).max_minutes is not None:
-                targets.append(st.class_state(cls))
-            for usage in targets:
-                collected.setdefault(id(usage), (usage, []))[1].append((answered, ended))
-            n += bool(targets)
-        for usage, intervals in collected.values():
-            held = usage.minutes
-            usage.minutes = MinuteWindow([*(held.intervals() if held else ()), *intervals])
-            self._arm_budget(usage, now)
-        return n
-
     def timers_armed(self) -> int:
         """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
         return self._timers.armed()
@@ -1160,13 +981,3 @@ def _slide(window: list[float], now: float, horizon: float, keep: int) -> int:
     if len(window) > keep:
         del window[:len(window) - keep]
     return len(window)
-
-
-def _tag(call: Call, actions: list[Action]) -> list[Action]:
-    """Every decision about ``call`` carries its dialled number and destination class."""
-    cst = call.cls
-    for a in actions:
-        if a.uuid == call.uuid:
-            a.destination = call.destination
-            a.destination_class = None if cst is None else cst.cls
-    return actions
