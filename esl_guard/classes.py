@@ -139,7 +139,6 @@ class ClassesMixin:
     def _exempt(self, call: Call, cls: str) -> list[Action]:
         """A call to an exempt class (emergency): never refused, hung up or counted, whatever
         the account's state (a lock, fail_mode = closed); logged and audited."""
-        call.exempt = True
         number = describe_account(call.destination) if call.destination else "?"
         return [Action(ActionKind.EXEMPT, call.account or "", None, call.node, call.uuid,
                        detail=f"call to {number} in exempt class {cls}: never refused, hung up "

@@ -83,7 +83,7 @@ class Call(TimerNode):
     """
 
     __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end", "seen", "destination", "cls", "exempt")
+                 "inbound", "watch_end", "seen", "destination", "cls")
     # A call outside its admission has no other facts (CallFacts).
     caller_id: str | None = None
     source_ip: str | None = None
@@ -102,7 +102,6 @@ class Call(TimerNode):
         self.watch_end = False
         self.destination: str | None = None  # the dialled number, once its account is known
         self.cls: ClassState | None = None   # its destination class's state (issue 12)
-        self.exempt = False                  # to an exempt class: never counted or touched
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
