@@ -144,11 +144,13 @@ class ClassesMixin:
                        detail=f"call to {number} in exempt class {cls}: never refused, hung up "
                        "or counted", destination=call.destination, destination_class=cls)]
 
-    def _arm_budget(self, st: Usage, now: float) -> None:
+    def _arm_budget(self, st: Usage, now: float, limits: Limits | None = None) -> None:
         """Arm ``st``'s budget timer for the earliest moment its answered live calls could
         use up its ``max_minutes`` (:func:`esl_guard.policy.minutes_deadline`); an earlier
-        timer already armed stays (it looks again when it fires)."""
-        limits = self._limits_of(st)
+        timer already armed stays (it looks again when it fires).  ``limits``: ``st``'s, when
+        the caller has them."""
+        if limits is None:
+            limits = self._limits_of(st)
         if limits is None or limits.max_minutes is None:
             return
         used, live = st.budget_state(limits.max_minutes.window, now)

@@ -342,7 +342,7 @@ class Tracker(ClassesMixin):
             destination = getattr(ev, "destination", None)
         call.destination = destination
         dests = self.destinations
-        cls = dests.classify(destination) if dests else None
+        cls = dests.classify(destination) if dests.classes else None
         if cls is not None and cls in dests.exempt:
             return self._exempt(call, cls)
         limits = self.limits_for(account)
@@ -391,6 +391,9 @@ class Tracker(ClassesMixin):
             if inbound:
                 view.inbound_live = sum(1 for c in st.calls if c.inbound)
         verdict = admit(view, limits, now, self.wall_clock(), warnings)
+        if limits.max_call_rate is None and st.creations is None and st.recent is None \
+                and not uses_recent(limits):
+            return verdict, inbound  # no window to move (the usual case without limits)
         self._attempt(st, limits, verdict, now, facts)
         return verdict, inbound
 
@@ -476,7 +479,7 @@ class Tracker(ClassesMixin):
         call.acct = st
         call.destination = destination
         dests = self.destinations
-        cls = dests.classify(destination) if dests else None
+        cls = dests.classify(destination) if dests.classes else None
         if cls is not None and cls in dests.exempt:
             return self._exempt(call, cls)
         if cls is not None:
@@ -694,14 +697,22 @@ class Tracker(ClassesMixin):
         ``max_call_duration``, whichever comes first) and the minute budgets it uses."""
         if not call.counted or call.account is None or call.answered is None:
             return
-        deadline, _ = self._deadline(call)
+        limits = self.limits_for(call.account)
+        deadline = duration_deadline(call.answered, limits)
+        cst = call.cls
+        if cst is not None:
+            climits = self._limits_of(cst)
+            if climits is not None:
+                other = duration_deadline(call.answered, climits)
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+                if climits.max_minutes is not None:
+                    self._arm_budget(cst, now, climits)
         if deadline is not None:
             self._arm_at(call, deadline)
-        st, cst = call.acct, call.cls
-        if st is not None:
-            self._arm_budget(st, now)
-        if cst is not None:
-            self._arm_budget(cst, now)
+        st = call.acct
+        if st is not None and limits.max_minutes is not None:
+            self._arm_budget(st, now, limits)
 
     def _deadline(self, call: Call) -> tuple[float | None, Limits | None]:
         """When ``call`` reaches its ``max_call_duration`` (the earlier of its account's and
