@@ -140,16 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--detectors", action="store_true",
                         help="every detector (issue 13) configured for every account")
+    parser.add_argument("--classes", action="store_true",
+                        help="destination classes and a minute budget (issue 12) for every "
+                             "account")
     args = parser.parse_args(argv)
-    if args.detectors:
-        from bench import stream
+    from bench import stream
 
+    if args.detectors:
         stream.use_detectors()
+    if args.classes:
+        stream.use_classes()
     sz = QUICK if args.quick else FULL
     net.quiet_logging()
     started = time.monotonic()
     print(f"esl-guard benchmark ({'quick' if args.quick else 'full'}"
-          f"{', every detector on' if args.detectors else ''}), {os.cpu_count()} CPUs, "
+          f"{', every detector on' if args.detectors else ''}"
+          f"{', destination classes and minute budgets' if args.classes else ''}), "
+          f"{os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}", flush=True)
     try:
         res = network(sz)

@@ -13,6 +13,7 @@ import uuid as uuidlib
 from collections import deque
 from typing import Any
 
+from bench import stream
 from bench.stream import NODE, PLACEHOLDER_UUID, account, event_bodies, limits_for
 from esl_guard.events import EventDecoder
 from esl_guard.model import CallEvent
@@ -27,7 +28,7 @@ def rss() -> int:
 
 
 def new_tracker() -> Tracker:
-    return Tracker(limits_for, time.time)
+    return Tracker(limits_for, time.time, stream.DESTINATIONS)
 
 
 def open_calls(tracker: Tracker, calls: int, accounts: int, now: float = 0.0) -> list[str]:
@@ -37,7 +38,8 @@ def open_calls(tracker: Tracker, calls: int, accounts: int, now: float = 0.0) ->
     for i in range(calls):
         uuid = str(uuidlib.uuid4())
         t = now + i * 1e-3
-        tracker.on_event(CallEvent("CHANNEL_CREATE", NODE, uuid, account(i % accounts)), t)
+        tracker.on_event(CallEvent("CHANNEL_CREATE", NODE, uuid, account(i % accounts),
+                                   destination="9001"), t)
         tracker.on_event(CallEvent("CHANNEL_ANSWER", NODE, uuid, account(i % accounts)), t)
         uuids.append(uuid)
     return uuids

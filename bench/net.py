@@ -111,7 +111,7 @@ def bench_config(port: int) -> Config:
     node = NodeConfig(name=NODE, port=port, password=PASSWORD, resync_interval=3600.0,
                       heartbeat_interval=3600.0)
     return Config(nodes=(node,), policy=stream.POLICY,
-                  accounts={OVER_ACCOUNT: stream.OVER_LIMITS})
+                  accounts={OVER_ACCOUNT: stream.OVER_LIMITS}, destinations=stream.DESTINATIONS)
 
 
 def quiet_logging() -> None:

@@ -8,11 +8,13 @@ hex digits of every uuid with the pass number, so every pass has its own uuids a
 """
 from __future__ import annotations
 
+import os
 import random
 import uuid as uuidlib
 from dataclasses import replace
 
 from esl_guard.model import Limits, Patterns, Rate
+from esl_guard.policy import DestinationClass, Destinations
 from esl_guard.simulator import render_event
 
 PASSWORD = "ClueCon"
@@ -41,6 +43,38 @@ def use_detectors() -> None:
     global POLICY, OVER_LIMITS
     POLICY = DETECTORS
     OVER_LIMITS = replace(DETECTORS, max_concurrent_calls=0)
+
+
+#: ``--classes``: destination classes (issue 12) and a minute budget for every account.  Every
+#: call of the stream dials 9001, in class ``service`` (prefix 9): each one goes through the
+#: account's and the class's limits and minute windows, none of which the stream reaches.
+CLASSES = (
+    DestinationClass("premium", ("1900", "1976", "44871", "44872", "44873", "882", "883"), values={
+        "max_concurrent_calls": 1, "max_call_rate": Rate(5, 3600.0), "max_call_duration": 600.0,
+        "max_minutes": Rate(30, 86400.0)}),
+    DestinationClass("international", ("00", "011"), values={"max_concurrent_calls": 4}),
+    DestinationClass("service", ("9",), values={
+        "max_concurrent_calls": 1000, "max_call_rate": Rate(1000, 1.0),
+        "max_call_duration": 3600.0, "max_minutes": Rate(1_000_000, 86400.0)}),
+    DestinationClass("emergency", ("112", "911", "999"), exempt=True),
+)
+DESTINATIONS = Destinations()
+#: set by :func:`use_classes`, so that the measurements run in child processes use them too
+CLASSES_ENV = "ESL_GUARD_BENCH_CLASSES"
+
+
+def use_classes() -> None:
+    """Measure with :data:`CLASSES` and ``max_minutes`` for every account (the breaching one
+    too), in this process and in the children it starts."""
+    global POLICY, OVER_LIMITS, DESTINATIONS
+    os.environ[CLASSES_ENV] = "1"
+    POLICY = replace(POLICY, max_minutes=Rate(1_000_000, 86400.0))
+    OVER_LIMITS = replace(POLICY, max_concurrent_calls=0)
+    DESTINATIONS = Destinations(CLASSES, POLICY, {OVER_ACCOUNT: OVER_LIMITS})
+
+
+if os.environ.get(CLASSES_ENV):
+    use_classes()
 
 PLACEHOLDER_UUID = "00000000-0000-4000-8000-000000000000"
 

@@ -230,8 +230,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     nodes = ", ".join(f"{n.name} ({n.host}:{n.port})" for n in config.nodes)
+    classes = ", ".join(f"{c.name}{' (exempt)' if c.exempt else ''}"
+                        for c in config.destinations.classes.values()) or "none"
     print(f"{', '.join(config.files)}: OK; nodes: {nodes}; {len(config.accounts)} account "
-          "override(s)")
+          f"override(s); destination classes: {classes}")
     return 0
 
 

@@ -126,11 +126,26 @@ class Daemon:
         events = (self._db_call(self.store.lock_window_events, wall - horizon, started)
                   if horizon else [])
         restored = self.guard.restore_state(locks, history, events)
+        budget = self._minutes_window()
+        minutes = (self._db_call(self.store.minutes_since, wall - budget, started)
+                   if budget else [])
+        ended = self.guard.restore_minutes(minutes)
         self.locks_loaded = True
         self.guard.set_fail_closed(False)
         self.guard.lock_state_known()
         for line in restored:  # one line per kind: old locks are not new decisions (issue 16)
             log.info("%s", line)
+        if budget:
+            log.info("restored minute budgets: %d ended calls", ended)
+
+    def _minutes_window(self) -> float:
+        """The longest ``max_minutes`` window of the policy, the accounts and the classes."""
+        cfg = self.config
+        dests = cfg.destinations
+        limits = [cfg.policy, *cfg.accounts.values()]
+        limits += [dests.limits(a, c) for a in ("", *cfg.accounts) for c in dests.classes
+                   if c not in dests.exempt]
+        return max((lim.max_minutes.window for lim in limits if lim.max_minutes), default=0.0)
 
     def _lock_windows(self) -> list[Any]:
         cfg = self.config

@@ -1,6 +1,6 @@
 """Prometheus metrics (prometheus-client).  Labels stay bounded: node, rule, action, clause (the
-fixed ``model.CLAUSE_NAMES``), event name (only the names we subscribe to), result -- never an
-account."""
+fixed ``model.CLAUSE_NAMES``), class (the configured destination class names and ``none``),
+event name (only the names we subscribe to), result -- never an account or a number."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -45,9 +45,9 @@ class Metrics:
                                 "Channels that ended without ever carrying an account",
                                 lambda: self.untracked_ended()))
         self.actions = Counter("esl_guard_actions_total", "Enforcement actions",
-                               ["rule", "action", "dry_run", "clause"], registry=r)
+                               ["rule", "action", "dry_run", "clause", "class"], registry=r)
         self.violations = Counter("esl_guard_violations_total", "Policy violations",
-                                  ["rule", "dry_run", "clause"], registry=r)
+                                  ["rule", "dry_run", "clause", "class"], registry=r)
         self.notifications = Counter("esl_guard_notifications_total",
                                      "Webhook notifications by result (sent, failed, dropped: "
                                      "queue full, suppressed: within min_interval)", ["result"],

@@ -68,6 +68,8 @@ class Limits:
     max_inbound_concurrent_calls: int | None = None
     inbound_contexts: frozenset[str] | None = None
     warn_only: frozenset[str] | None = None  # rule names: logged, audited, notified, no hangup
+    # Minute budget (issue 12): answered minutes (count) per sliding window.
+    max_minutes: Rate | None = None
 
 
 class Rule(str, enum.Enum):
@@ -80,6 +82,7 @@ class Rule(str, enum.Enum):
     SOURCE_IPS = "max_source_ips"
     CALLER_ID = "caller_id_allowed"
     INBOUND_CONCURRENCY = "max_inbound_concurrent_calls"
+    MINUTES = "max_minutes"
     LOCKED = "locked"
     LOCK_AFTER = "lock_after"
     MANUAL = "manual"
@@ -98,6 +101,7 @@ CLAUSES: dict[str, str] = {
     "max_source_ips": "shared_credentials",
     "caller_id_allowed": "impersonation",
     "max_inbound_concurrent_calls": "hosting",
+    "max_minutes": "network_use",
     "locked": "locked",
     "lock_after": "locked",
     "manual": "locked",
@@ -111,7 +115,7 @@ CLAUSE_NAMES: tuple[str, ...] = ("mass_calling", "denial_of_service", "impersona
 WARNABLE_RULES: tuple[str, ...] = (
     "max_concurrent_calls", "max_call_rate", "max_call_duration", "max_distinct_destinations",
     "max_short_calls", "max_sequential_destinations", "max_source_ips", "caller_id_allowed",
-    "max_inbound_concurrent_calls")
+    "max_inbound_concurrent_calls", "max_minutes")
 
 
 def clause_of(rule: Rule | str | None) -> str | None:
@@ -127,6 +131,7 @@ class ActionKind(str, enum.Enum):
     LOCK = "lock"
     UNLOCK = "unlock"
     WARN = "warn"  # a violation of a rule listed in warn_only: no call is touched
+    EXEMPT = "exempt"  # a call to an exempt destination class (emergency): never touched
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,8 @@ class Action:
     until: float | None = None  # LOCK: wall-clock expiry (epoch seconds), None = forever
     clause: str | None = None   # None: clause_of(rule)
     extra: dict[str, object] = field(default_factory=dict)
+    destination: str | None = None        # the call's dialled number (Caller-Destination-Number)
+    destination_class: str | None = None  # its [destination:NAME] class, None: in no class
 
 
 @dataclass(slots=True)
@@ -202,6 +209,7 @@ class ChannelRow:
     answered: bool
     age: float  # seconds since the channel was created
     answered_at: float | None = None  # epoch seconds of its answer (uuid_dump), if asked
+    destination: str | None = None  # the dialled number (the list's "dest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +224,7 @@ class AuditRecord:
     event_id: str
     time: float  # epoch seconds, UTC
     account: str
-    kind: str    # violation | hangup | lock | unlock | warn
+    kind: str    # violation | hangup | lock | unlock | warn | exempt
     rule: str | None = None
     uuid: str | None = None
     node: str | None = None
@@ -226,6 +234,8 @@ class AuditRecord:
     detail: str = ""
     origin: str = "auto"  # auto | manual | expiry | system
     clause: str | None = None  # the policy clause of the rule (model.CLAUSES)
+    destination: str | None = None        # the dialled number of the call decided
+    destination_class: str | None = None  # its destination class (None: in no class)
 
     @classmethod
     def from_action(cls, action: Action, event_id: str, time: float,
@@ -234,7 +244,8 @@ class AuditRecord:
                    kind=action.kind.value, rule=action.rule.value if action.rule else None,
                    uuid=action.uuid, node=action.node, dry_run=action.dry_run,
                    limit=action.limit, observed=action.observed, detail=action.detail,
-                   origin=origin, clause=action.clause or clause_of(action.rule))
+                   origin=origin, clause=action.clause or clause_of(action.rule),
+                   destination=action.destination, destination_class=action.destination_class)
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> AuditRecord:
@@ -244,7 +255,9 @@ class AuditRecord:
                    node=m.get("node"), dry_run=bool(m.get("dry_run", False)),
                    limit=m.get("limit"), observed=m.get("observed"),
                    detail=str(m.get("detail") or ""), origin=str(m.get("origin") or "auto"),
-                   clause=m.get("clause") or clause_of(m.get("rule")))
+                   clause=m.get("clause") or clause_of(m.get("rule")),
+                   destination=m.get("destination"),
+                   destination_class=m.get("destination_class"))
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (``audit --json``)."""
@@ -258,7 +271,8 @@ class AuditRecord:
 
 
 AUDIT_FIELDS: tuple[str, ...] = ("event_id", "time", "account", "kind", "rule", "uuid", "node",
-                                 "dry_run", "limit", "observed", "detail", "origin", "clause")
+                                 "dry_run", "limit", "observed", "detail", "origin", "clause",
+                                 "destination", "destination_class")
 
 
 def format_duration(seconds: float) -> str:

@@ -117,8 +117,10 @@ def _channel_row(row: dict[str, Any], wall_now: float, account_variable: str) ->
         created = float(row.get("created_epoch") or wall_now)
     except (TypeError, ValueError):
         created = wall_now
+    dest = row.get("dest")
     return ChannelRow(uuid, account or None, b_leg, row.get("callstate") in _ANSWERED,
-                      max(0.0, wall_now - created))
+                      max(0.0, wall_now - created),
+                      destination=dest if isinstance(dest, str) and dest else None)
 
 
 def _skip(text: str, pos: int) -> int:

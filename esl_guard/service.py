@@ -102,7 +102,7 @@ class Guard:
         self.wall = wall
         self.notifier = notifier
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
-        self.tracker = Tracker(config.limits_for, wall)
+        self.tracker = Tracker(config.limits_for, wall, config.destinations)
         self.tracker.new_lock_id = _lock_id
         #: Active (acts) or hot standby (follows every event and resync, acts on nothing; its
         #: hangups wait in the tracker's deferred hangups for a takeover): issue 14.
@@ -173,6 +173,7 @@ class Guard:
         now = self.clock()
         self.dispatch(self.tracker.tick(now))
         self._log_refusals(self.refusals.due(now))
+        self._store_minutes(now)
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
@@ -411,12 +412,13 @@ class Guard:
             if not action.extra.get("recorded"):
                 self._record(action)
             clause = action.clause or clause_of(action.rule) or "none"
+            cls = self.config.destinations.label(action.destination_class)
             self.metrics.actions.labels(action.rule.value if action.rule else "none",
                                         action.kind.value, str(action.dry_run).lower(),
-                                        clause).inc()
+                                        clause, cls).inc()
             if action.kind is ActionKind.VIOLATION:
                 self.metrics.violations.labels(action.rule.value if action.rule else "none",
-                                               str(action.dry_run).lower(), clause).inc()
+                                               str(action.dry_run).lower(), clause, cls).inc()
             elif action.kind is ActionKind.LOCK and not action.dry_run:
                 for link in self.links.values():
                     self._push_lock(link, action.account, action.until)
@@ -429,6 +431,8 @@ class Guard:
                                 "account": action.account,
                                 "rule": action.rule.value if action.rule else None,
                                 "clause": clause if clause != "none" else None,
+                                "destination": action.destination,
+                                "destination_class": action.destination_class,
                                 "uuid": action.uuid, "node": action.node,
                                 "dry_run": action.dry_run})
 
@@ -481,6 +485,31 @@ class Guard:
                            if self.tracker.is_locked(lk.account)), kills)
         self.dispatch(actions)
 
+    def _store_minutes(self, now: float) -> None:
+        """The answered intervals of calls that ended under a minute budget go to the database
+        (wall-clock times), so the budgets' windows survive a restart."""
+        out = self.tracker.minutes_out
+        if not out:
+            return
+        if self.writer is None or not self.active:  # a standby records nothing (issue 14)
+            out.clear()
+            return
+        wall = self.wall()
+        while out:
+            account, cls, answered, ended = out.popleft()
+            self.writer.submit({"op": "minutes", "event_id": str(uuidlib.uuid4()),
+                                "account": account, "destination_class": cls,
+                                "answered": wall - (now - answered),
+                                "ended": wall - (now - ended)})
+
+    def restore_minutes(self, rows: Sequence[tuple[str, str | None, float, float]]) -> int:
+        """Minutes of calls that ended in earlier runs (wall-clock times, from the database)
+        back into the budgets' windows."""
+        wall, mono = self.wall(), self.clock()
+        return self.tracker.restore_minutes(
+            [(account, cls, mono - (wall - a), mono - (wall - e)) for account, cls, a, e in rows],
+            mono)
+
     def _usage(self, account: str) -> dict[str, Any]:
         """The account's usage at this moment, for a notification."""
         return {"active_calls": self.tracker.active(account),
@@ -504,6 +533,9 @@ class Guard:
             parts.append(f"limit={a.limit}")
         if a.observed is not None:
             parts.append(f"observed={a.observed}")
+        if a.uuid is not None:  # a decision about a call: its number and class
+            number = describe_account(a.destination) if a.destination else "-"
+            parts += [f"destination={number}", f"class={a.destination_class or '-'}"]
         parts += [f"uuid={a.uuid or '-'}", f"node={a.node or '-'}"]
         if a.cause:
             parts.append(f"cause={a.cause}")
@@ -513,7 +545,8 @@ class Guard:
         parts.append(f"dry_run={str(a.dry_run).lower()}")
         if a.detail:
             parts.append(f"detail={a.detail!r}")
-        log.log(logging.INFO if a.kind is ActionKind.VIOLATION else logging.WARNING, " ".join(parts))
+        quiet = a.kind is ActionKind.VIOLATION or a.kind is ActionKind.EXEMPT
+        log.log(logging.INFO if quiet else logging.WARNING, " ".join(parts))
 
     def _record(self, a: Action) -> None:
         if self.writer is None:
@@ -716,6 +749,7 @@ class Guard:
         self.config = config
         self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
+        self.tracker.destinations = config.destinations
         for name in self.decoders:  # the next event is read with the new account_variable
             self.decoders[name] = EventDecoder(name, config.account_variable)
         self.dispatch(self.tracker.retime(self.clock()))
@@ -737,10 +771,12 @@ class Guard:
     def snapshot(self) -> dict[str, Any]:
         tr = self.tracker
         busiest = []
+        now = self.clock()
         for account, n in tr.busiest(10):
             limits = self.config.limits_for(account)
             busiest.append({"account": account, "active": n,
-                            "limit": limits.max_concurrent_calls})
+                            "limit": limits.max_concurrent_calls,
+                            **tr.class_usage(account, now)})
         return {
             "time": self.wall(), "started": self.started,
             "nodes": [{"name": n, "host": link.cfg.host, "port": link.cfg.port,

@@ -133,7 +133,14 @@ def render_status(store: Any, config: Any, *, as_json: bool, now: float,
         for b in busiest:
             limit = b.get("limit")
             shown = "no limit" if limit is None else limit
-            out.append(f"  {b['account']:<24} {b['active']:>5} / {shown}")
+            minutes = (f"   {b['minutes']:g} min / {b['max_minutes']}"
+                       if b.get("max_minutes") else "")
+            out.append(f"  {b['account']:<24} {b['active']:>5} / {shown}{minutes}")
+            for cls, u in sorted((b.get("classes") or {}).items()):
+                limit = "no limit" if u.get("limit") is None else u["limit"]
+                minutes = (f"   {u['minutes']:g} min / {u['max_minutes']}"
+                           if u.get("max_minutes") else "")
+                out.append(f"    {cls:<22} {u.get('active', 0):>5} / {limit}{minutes}")
     out.append("")
     if locks:
         out.append("active locks:")

@@ -19,12 +19,14 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from esl_guard.classes import ClassesMixin, tag
 from esl_guard.events import END_EVENTS
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
 from esl_guard.policy import (
     ESCALATION_WINDOW,
     AccountView,
     CallFacts,
+    Destinations,
     RecentCalls,
     Verdict,
     admit,
@@ -50,6 +52,7 @@ from esl_guard.policy import (
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
+from esl_guard.usage import AccountState, ClassState, Usage
 
 __all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
 
@@ -80,9 +83,8 @@ class Call(TimerNode):
     """
 
     __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end", "seen")
-    # A call outside its admission has no facts (CallFacts).
-    destination: str | None = None
+                 "inbound", "watch_end", "seen", "destination", "cls")
+    # A call outside its admission has no other facts (CallFacts).
     caller_id: str | None = None
     source_ip: str | None = None
     context: str | None = None
@@ -98,6 +100,8 @@ class Call(TimerNode):
         self.acct: AccountState | None = None
         self.inbound = False
         self.watch_end = False
+        self.destination: str | None = None  # the dialled number, once its account is known
+        self.cls: ClassState | None = None   # its destination class's state (issue 12)
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
@@ -118,6 +122,7 @@ class Admitting:
         self.uuid = call.uuid
         self.node = call.node
         self.answered = call.answered
+        self.destination = call.destination
         self._ev = ev
 
     def __getattr__(self, name: str) -> str | None:
@@ -148,28 +153,18 @@ B_LEG = Call("", "")
 TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
-class AccountState:
-    __slots__ = ("name", "calls", "creations", "violations", "dry_violations", "recent",
-                 "idle_since", "queued")
-
-    def __init__(self, name: str, now: float) -> None:
-        self.name = name                     # every Call of the account shares this string
-        self.calls: set[Call] = set()        # live counted calls, on every node
-        # The newest (limit + 1) call creations / violations, oldest first: enough to tell
-        # whether more than `limit` fall in the sliding window.
-        self.creations: list[float] | None = None
-        self.violations: list[float] | None = None
-        self.dry_violations: list[float] | None = None  # a dry run's, kept apart
-        self.idle_since = now                # when its last live call ended
-        self.queued = False                  # in the tracker's idle queue
-        self.recent: RecentCalls | None = None  # only while a detector with memory is on
-
-
-class Tracker:
+class Tracker(ClassesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
-                 wall_clock: Callable[[], float]) -> None:
+                 wall_clock: Callable[[], float],
+                 destinations: Destinations | None = None) -> None:
         self.limits_for = limits_for
         self.wall_clock = wall_clock
+        #: the destination classes (issue 12); set again on a reload
+        self.destinations = destinations if destinations is not None else Destinations()
+        self._budgets: TimerWheel[Usage] = TimerWheel()  # max_minutes deadlines
+        #: answered intervals of ended calls under a max_minutes, for the database:
+        #: (account, class, answered, ended), monotonic; drained by the service
+        self.minutes_out: deque[tuple[str, str | None, float, float]] = deque(maxlen=100_000)
         self.nodes: dict[str, dict[str, Call]] = {}
         self.accounts: dict[str, AccountState] = {}
         self.locks: dict[str, Lock] = {}
@@ -228,9 +223,11 @@ class Tracker:
                                self.lock_history.get(account, ()), call)
         return self._view(st, call)
 
-    def _view(self, st: AccountState, call: CallFacts | None) -> AccountView:
-        account = st.name
-        return AccountView(account, len(st.calls), st.creations or (), st.violations or (),
+    def _view(self, st: Usage, call: CallFacts | None) -> AccountView:
+        """The view of an account (``st``), or of its calls to one class (a ClassState: its
+        live calls and windows, the account's lock and violations)."""
+        account = st.account
+        return AccountView(account, len(st.calls), st.creations or (), st.acct.violations or (),
                            self.locks.get(account), self.fail_closed,
                            self.lock_history.get(account, ()), call, st.recent)
 
@@ -318,40 +315,98 @@ class Tracker:
             st.queued = True
             heapq.heappush(self._idle, (now + ACCOUNT_IDLE, st.name))
 
-    def _uncount(self, call: Call, now: float) -> None:
+    def _uncount(self, call: Call, now: float, record: bool = True) -> None:
+        """``call`` leaves its slots (account and class).  ``record``: an answered call's
+        minutes up to ``now`` enter the minute budgets' windows (not for a call forgotten
+        with its node: a resync may adopt it again)."""
         st = call.acct
         if call.counted and st is not None:
             st.calls.discard(call)
             call.counted = False
+            cst = call.cls
+            if cst is not None:
+                cst.calls.discard(call)
+            if record and call.answered is not None:
+                self._record_minutes(call, st, call.answered, now)
             if not st.calls:
                 self._went_idle(st, now)
 
     def _learn_account(self, call: Call, account: str, now: float,
-                       ev: CallEventLike | None = None) -> list[Action]:
+                       ev: CallEventLike | None = None,
+                       destination: str | None = None) -> list[Action]:
         """The account of a call followed from its events became known: admission
-        (:func:`esl_guard.policy.admit`), then the call-rate window and the slot.  ``ev``: the
-        event that carried the account (the call's facts; None after a resync)."""
+        (:func:`esl_guard.policy.admit`) by the account's limits, then by its destination
+        class's, then the call-rate windows and the slots.  ``ev``: the event that carried the
+        account (the call's facts; None after a resync, which gives ``destination``)."""
         st = self._account_state(account, now)
         call.account = st.name
         call.acct = st
+        if ev is not None:
+            destination = getattr(ev, "destination", None)
+        call.destination = destination
+        dests = self.destinations
+        cls = dests.classify(destination) if dests.classes else None
+        if cls is not None and cls in dests.exempt:
+            return self._exempt(call, cls)
         limits = self.limits_for(account)
         facts = Admitting(call, ev) if needs_facts(limits) else None
+        warnings: list[Verdict] = []
+        verdict, inbound = self._admit(st, call, facts, limits, now, warnings)
+        vlimits = limits
+        watch = limits.max_short_calls is not None
+        if cls is not None:
+            cst = call.cls = st.class_state(cls)
+            climits = dests.limits(account, cls)
+            watch = watch or climits.max_short_calls is not None
+            if verdict is None:
+                cfacts = facts if facts is not None or not needs_facts(climits) \
+                    else Admitting(call, ev)
+                facts = facts or cfacts
+                verdict, cin = self._admit(cst, call, cfacts, climits, now, warnings)
+                inbound = inbound or cin
+                vlimits = climits
+            else:
+                self._attempt(cst, climits, verdict, now, None)
+        if warnings or verdict is not None:
+            facts = facts or Admitting(call, ev)
+        actions = ([self._warning(call.account, v, limits, _extra(facts)) for v in warnings]
+                   if warnings else [])
+        if verdict is not None:
+            actions += self._apply(call, verdict, vlimits, now, facts)
+            if not limits.dry_run:
+                return tag(call, actions)
+            # dry run: the call goes on, so it counts and its duration timer runs
+        call.inbound = inbound
+        call.watch_end = watch
+        self._count(st, call, now)
+        return tag(call, actions)
+
+    def _admit(self, st: Usage, call: Call, facts: Admitting | None, limits: Limits,
+               now: float, warnings: list[Verdict]) -> tuple[Verdict | None, bool]:
+        """Admission of ``call`` by the limits of an account or of its calls to a class
+        (``st``), then its windows: (verdict, whether it is a call to the account)."""
         view = self._view(st, call if facts is None else facts)
+        if limits.max_minutes is not None:
+            view.minutes = self._minutes(st, limits, now)
         inbound = False
         if facts is not None and limits.max_inbound_concurrent_calls is not None:
             inbound = is_inbound(facts.context, limits)
             if inbound:
                 view.inbound_live = sum(1 for c in st.calls if c.inbound)
-        warnings: list[Verdict] = []
         verdict = admit(view, limits, now, self.wall_clock(), warnings)
+        if limits.max_call_rate is None and st.creations is None and st.recent is None \
+                and not uses_recent(limits):
+            return verdict, inbound  # no window to move (the usual case without limits)
+        self._attempt(st, limits, verdict, now, facts)
+        return verdict, inbound
+
+    def _attempt(self, st: Usage, limits: Limits, verdict: Verdict | None, now: float,
+                 facts: Admitting | None) -> None:
+        """A call attempt decided: the detectors' memory and the call-rate window."""
         if uses_recent(limits):
             self._remember(st, facts, limits, verdict, now)
         elif st.recent is not None:
             st.recent = None  # every detector with memory was turned off (a reload)
-        if warnings or verdict is not None:
-            facts = facts or Admitting(call, ev)
-        actions = ([self._warning(call.account, v, limits, _extra(facts)) for v in warnings]
-                   if warnings else [])
         rate = limits.max_call_rate
         if rate is None:
             st.creations = None
@@ -360,17 +415,8 @@ class Tracker:
             if window is None:
                 window = st.creations = []
             _slide(window, now, now - rate.window, rate.count + 1)
-        if verdict is not None:
-            actions += self._apply(call, verdict, limits, now, facts)
-            if not limits.dry_run:
-                return actions
-            # dry run: the call goes on, so it counts and its duration timer runs
-        call.inbound = inbound
-        call.watch_end = limits.max_short_calls is not None
-        self._count(st, call, now)
-        return actions
 
-    def _remember(self, st: AccountState, call: Admitting | None, limits: Limits,
+    def _remember(self, st: Usage, call: Admitting | None, limits: Limits,
                   verdict: Verdict | None, now: float) -> None:
         """Update the detectors' memory of the account with the call just decided: every
         attempt moves the sequential run (a refused one too, or a dialler would restart its
@@ -398,34 +444,49 @@ class Tracker:
 
     def _end_watched(self, calls: dict[str, Call], call: Call, now: float) -> list[Action]:
         """A call under the short-call detector ended: if it was short (never answered, or up
-        less than ``short_call``) it enters the window; short call N+1 is a violation.  Calls
-        esl-guard itself ended are not counted."""
-        answered, doomed, st = call.answered, call.doomed, call.acct
+        less than ``short_call``) it enters the window of its account and of its class (when
+        they watch short calls); short call N+1 is a violation.  Calls esl-guard itself ended
+        are not counted."""
+        answered, doomed, st, cst = call.answered, call.doomed, call.acct, call.cls
         call.watch_end = False
         self._drop(calls, call, now)
         self._remember_end(call.node, call.uuid, now)
         if doomed or st is None or call.account is None:
             return []
-        limits = self.limits_for(call.account)
-        rate = limits.max_short_calls
-        if rate is None or not is_short(answered, now, limits):
-            return []
-        recent = st.recent
-        if recent is None:
-            recent = st.recent = RecentCalls()
-        recent.last = now
-        _slide(recent.short_calls, now, now - rate.window, rate.count + 1)
-        verdict = check_short_call_end(self._view(st, call), limits, now, self.wall_clock())
-        if verdict is None:
-            return []
-        return self._violation(call.account, verdict, limits, now)
+        actions: list[Action] = []
+        for usage in (st, cst):
+            limits = None if usage is None else self._limits_of(usage)
+            if usage is None or limits is None:
+                continue
+            rate = limits.max_short_calls
+            if rate is None or not is_short(answered, now, limits):
+                continue
+            recent = usage.recent
+            if recent is None:
+                recent = usage.recent = RecentCalls()
+            recent.last = now
+            _slide(recent.short_calls, now, now - rate.window, rate.count + 1)
+            verdict = check_short_call_end(self._view(usage, call), limits, now,
+                                           self.wall_clock())
+            if verdict is not None:
+                actions += self._violation(call.account, verdict, limits, now)
+                break  # one violation per call
+        return tag(call, actions)
 
-    def _adopt(self, call: Call, account: str, now: float) -> list[Action]:
+    def _adopt(self, call: Call, account: str, now: float,
+               destination: str | None = None) -> list[Action]:
         """A call a resync found up, never seen starting: counted without limit checks,
-        unless its account is locked."""
+        unless its account is locked (or its number is exempt: then never counted)."""
         st = self._account_state(account, now)
         call.account = st.name
         call.acct = st
+        call.destination = destination
+        dests = self.destinations
+        cls = dests.classify(destination) if dests.classes else None
+        if cls is not None and cls in dests.exempt:
+            return self._exempt(call, cls)
+        if cls is not None:
+            call.cls = st.class_state(cls)
         limits = self.limits_for(account)
         verdict = adopt(self._view(st, call), limits, now, self.wall_clock())
         if verdict is None:
@@ -434,11 +495,14 @@ class Tracker:
         actions = self._apply(call, verdict, limits, now)
         if limits.dry_run:  # the call goes on: it counts, and its duration timer runs
             self._count(st, call, now)
-        return actions
+        return tag(call, actions)
 
     def _count(self, st: AccountState, call: Call, now: float) -> None:
         st.calls.add(call)
         call.counted = True
+        cst = call.cls
+        if cst is not None:
+            cst.calls.add(call)
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
 
@@ -558,13 +622,16 @@ class Tracker:
         """Hang up a counted call of a locked account (a lock means no calls at all)."""
         assert call.acct is not None and call.account is not None
         call.acct.calls.discard(call)
+        if call.cls is not None:
+            call.cls.calls.discard(call)
         call.counted = False
         call.doomed = True
         self._disarm(call)
         lock = self.locks[call.account]
         return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
                       cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
-                      clause=clause_of(Rule.LOCKED))
+                      clause=clause_of(Rule.LOCKED), destination=call.destination,
+                      destination_class=None if call.cls is None else call.cls.cls)
 
     def apply_lock(self, lock: Lock) -> list[Action]:
         """A lock known from the database (start-up, manual `esl-guard lock`)."""
@@ -631,11 +698,40 @@ class Tracker:
 
     # ------------------------------------------------------------------ time
     def _arm_duration(self, call: Call, now: float) -> None:
+        """An answered, counted call: its duration timer (the account's or its class's
+        ``max_call_duration``, whichever comes first) and the minute budgets it uses."""
         if not call.counted or call.account is None or call.answered is None:
             return
-        deadline = duration_deadline(call.answered, self.limits_for(call.account))
+        limits = self.limits_for(call.account)
+        deadline = duration_deadline(call.answered, limits)
+        cst = call.cls
+        if cst is not None:
+            climits = self._limits_of(cst)
+            if climits is not None:
+                other = duration_deadline(call.answered, climits)
+                if other is not None and (deadline is None or other < deadline):
+                    deadline = other
+                if climits.max_minutes is not None:
+                    self._arm_budget(cst, now, climits)
         if deadline is not None:
             self._arm_at(call, deadline)
+        st = call.acct
+        if st is not None and limits.max_minutes is not None:
+            self._arm_budget(st, now, limits)
+
+    def _deadline(self, call: Call) -> tuple[float | None, Limits | None]:
+        """When ``call`` reaches its ``max_call_duration`` (the earlier of its account's and
+        its class's) and the limits that set it."""
+        assert call.account is not None
+        limits = self.limits_for(call.account)
+        deadline = duration_deadline(call.answered, limits)
+        cst = call.cls
+        if cst is not None:
+            climits = self._limits_of(cst)
+            other = None if climits is None else duration_deadline(call.answered, climits)
+            if other is not None and (deadline is None or other < deadline):
+                return other, climits
+        return deadline, limits if deadline is not None else None
 
     def _arm_at(self, call: Call, deadline: float) -> None:
         self._timers.arm(call, deadline)
@@ -651,6 +747,9 @@ class Tracker:
         for ring in self._timers.due(now):
             for call in ring:
                 actions.extend(self._expire(call, now))
+        for usages in self._budgets.due(now):
+            for usage in usages:
+                actions.extend(self._budget_due(usage, now))
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
@@ -666,15 +765,14 @@ class Tracker:
     def _expire(self, call: Call, now: float) -> list[Action]:
         if not call.counted or call.answered is None or call.account is None:
             return []
-        limits = self.limits_for(call.account)
-        deadline = duration_deadline(call.answered, limits)
-        if deadline is None:
+        deadline, limits = self._deadline(call)
+        if deadline is None or limits is None:
             return []
         verdict = check_duration(self.view(call.account, call), limits, now, self.wall_clock())
         if verdict is None:  # the limit was raised by a reload, or the slot fired early
             self._arm_at(call, deadline)
             return []
-        return self._apply(call, verdict, limits, now)
+        return tag(call, self._apply(call, verdict, limits, now))
 
     def retime(self, now: float) -> list[Action]:
         """Apply a new policy (a reload) to the calls up: re-arm every duration timer, and
@@ -683,6 +781,10 @@ class Tracker:
         still in dry run, a call whose dry-run hangup was reported is not reported again."""
         actions: list[Action] = []
         wall = self.wall_clock()
+        for st in self.accounts.values():  # budgets are armed again with their calls
+            for usage in st.usages():
+                disarm(usage)
+                usage.budget_at = None
         for calls in self.nodes.values():
             for call in calls.values():
                 if call is B_LEG:
@@ -745,9 +847,10 @@ class Tracker:
                 # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account
                 # can be listed before any subscribed event carries it: it goes through the
                 # policy exactly as if an event had brought it.
-                actions.extend(self._learn_account(call, row.account, now))
+                actions.extend(self._learn_account(call, row.account, now,
+                                                   destination=row.destination))
             elif call.account is None and row.account:
-                actions.extend(self._adopt(call, row.account, now))
+                actions.extend(self._adopt(call, row.account, now, row.destination))
             if row.answered and call.answered is None:
                 call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
                 self._arm_duration(call, now)
@@ -770,9 +873,11 @@ class Tracker:
         for a in actions:
             if a.kind is ActionKind.HANGUP and a.account is not None:
                 live = call if isinstance(call, Call) else None
+                limits = self.limits_for(a.account)
+                if live is not None and live.account is not None and live.cls is not None:
+                    limits = self._deadline(live)[1] or limits  # a class's duration limit
                 if still_due(a.rule, self.is_locked(a.account),
-                             live.answered if live is not None else None,
-                             self.limits_for(a.account), now):
+                             live.answered if live is not None else None, limits, now):
                     return True
                 if live is not None:
                     live.doomed = False
@@ -812,7 +917,7 @@ class Tracker:
         for call in calls.values():
             if call is not B_LEG:
                 n += call.counted
-                self._uncount(call, now)
+                self._uncount(call, now, record=False)
                 self._disarm(call)
         return n
 
@@ -860,10 +965,14 @@ class Tracker:
             at = release_at(st.idle_since, st.creations or (), st.violations or (),
                             self.limits_for(name),
                             None if st.recent is None else st.recent.last)
+            if st.classes or st.minutes is not None:
+                at = max(at, self._classes_kept(st))
             if at > now:
                 st.queued = True
                 heapq.heappush(idle, (at, name))
                 continue
+            for usage in st.usages():
+                disarm(usage)
             del self.accounts[name]
             dropped += 1
         return dropped

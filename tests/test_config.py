@@ -197,7 +197,7 @@ def test_all_errors_are_collected_at_once(tmp_path: Path) -> None:
         f"{main}: [policy] max_concurrent_calls = lots: expected a whole number >= 0",
         f"{main}: [policy] max_call_rate = 60: {RATE_EXPECTED}",
         f"{main}: [bogus]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, notify, metrics, cluster, logging)",
+        "policy, account:NAME, destination:NAME, notify, metrics, cluster, logging)",
         f"{extra}: [account:acme] max_call_duration = forever: {DURATION_EXPECTED}",
         f"{extra}: [account:acme] max_concurent_calls: unknown key "
         "(did you mean max_concurrent_calls?)",
@@ -243,7 +243,7 @@ def test_unknown_section(tmp_path: Path, section: str) -> None:
     path = conf(tmp_path, f"{NODE}[{section}]\n")
     assert errors_of(path) == [
         f"{path}: [{section}]: unknown section (expected freeswitch, freeswitch:NAME, database, "
-        "policy, account:NAME, notify, metrics, cluster, logging)"
+        "policy, account:NAME, destination:NAME, notify, metrics, cluster, logging)"
     ]
 
 
@@ -652,6 +652,7 @@ OFF_DETECTORS = {
     "max_distinct_destinations": "off", "max_short_calls": "off", "short_call": "6s",
     "max_sequential_destinations": "off", "max_source_ips": "off", "caller_id_allowed": "off",
     "max_inbound_concurrent_calls": "off", "inbound_contexts": "off", "warn_only": "off",
+    "max_minutes": "off",
 }
 
 

@@ -56,7 +56,7 @@ def test_dry_run_records_what_would_have_been_killed(
     fs.create_call("acme", account_on="create")
     over = fs.create_call("acme", account_on="create")
     assert wait_for(lambda: d.metrics.actions.labels("max_concurrent_calls", "hangup", "true",
-                                                     "denial_of_service")._value.get() == 1)
+                                                     "denial_of_service", "none")._value.get() == 1)
     assert d.writer.flush(5)
     assert fs.kills == [] and over in fs.calls()
     assert "esl_guard" not in fs.hash or not fs.hash["esl_guard"]
@@ -83,8 +83,8 @@ def test_metrics_show_calls_and_enforcement(h: Harness, fs: FakeFreeSWITCH) -> N
 
     text = scrape()
     assert "esl_guard_active_calls 1.0" in text
-    assert ('esl_guard_actions_total{action="hangup",clause="denial_of_service",dry_run="false",'
-            'rule="max_concurrent_calls"} 1.0') in text
+    assert ('esl_guard_actions_total{action="hangup",class="none",clause="denial_of_service",'
+            'dry_run="false",rule="max_concurrent_calls"} 1.0') in text
     assert 'esl_guard_esl_connected{node="default"} 1.0' in text
     assert 'esl_guard_events_total{event="CHANNEL_CREATE"} 2.0' in text
     assert "esl_guard_event_to_action_seconds_count 1.0" in text

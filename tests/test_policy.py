@@ -155,7 +155,7 @@ def test_admit_runs_the_rules_in_order(state: dict[str, object], expected: Rule 
 def test_admission_rules_order() -> None:
     assert [f.__name__ for f in ADMISSION_RULES] == [
         "check_lock_state", "check_locked", "check_caller_id", "check_rate", "check_concurrency",
-        "check_inbound_concurrency", "check_short_calls", "check_source_ips",
+        "check_minutes", "check_inbound_concurrency", "check_short_calls", "check_source_ips",
         "check_distinct_destinations", "check_sequential_destinations"]
 
 

@@ -23,7 +23,7 @@ def reload(h: Harness, d: Daemon, caplog: pytest.LogCaptureFixture, old: str, ne
 
 def dry_hangups(d: Daemon, rule: str) -> float:
     clause = clause_of(rule)
-    return float(d.metrics.actions.labels(rule, "hangup", "true", clause)._value.get())
+    return float(d.metrics.actions.labels(rule, "hangup", "true", clause, "none")._value.get())
 
 
 def test_a_call_over_the_limit_in_dry_run_counts_once_enforcing(

@@ -80,6 +80,7 @@ def test_apply_same_batch_twice_writes_each_op_once(store: Store) -> None:
         "uuid": "call-1", "node": "fs1", "dry_run": False, "detail": "3 calls > 2",
         "limit": "2", "observed": "3", "origin": "auto", "event_id": batch[0]["event_id"],
         "clause": "denial_of_service",  # filled from the rule when the op has none
+        "destination": None, "destination_class": None,
     }
     assert [lk.lock_id for lk in store.active_locks(T0 + 10)] == [batch[1]["lock_id"]]
     assert store.lock_counts_since(0) == {"acc1": 1}
@@ -334,6 +335,51 @@ def test_the_unlocks_migration_downgrades_and_upgrades(db_url: str) -> None:
         assert s.revision() == "0002"
         s.upgrade()
         assert s.revision() == "0005" and s.unlocks_since(0) == []
+    finally:
+        engine.dispose()
+        s.close()
+
+
+def test_audit_rows_carry_the_destination_and_its_class(store: Store) -> None:
+    """Issue 12: every decision records the dialled number and its class (audit --json)."""
+    store.apply([audit_op(destination="+190012345", destination_class="premium"),
+                 audit_op(rule="locked")])
+    rows = store.audit()
+    assert [(r["destination"], r["destination_class"]) for r in rows] == [
+        ("+190012345", "premium"), (None, None)]
+
+
+def test_call_minutes_round_trip_once_each(store: Store) -> None:
+    """The minutes of ended calls under a budget are stored once (a replayed op changes
+    nothing) and read back by their end time."""
+    ops = [{"op": "minutes", "event_id": str(uuid.uuid4()), "account": "acme",
+            "destination_class": cls, "answered": T0 + i, "ended": T0 + i + 60}
+           for i, cls in enumerate(["premium", None, "premium"])]
+    store.apply(ops)
+    store.apply(ops[:1])  # a replay from the journal
+    assert store.minutes_since(T0 + 60) == [
+        ("acme", None, T0 + 1, T0 + 61), ("acme", "premium", T0 + 2, T0 + 62)]
+    assert store.minutes_since(T0, before=T0 + 61) == [("acme", "premium", T0, T0 + 60)]
+    with pytest.raises(StoreDataError):
+        store.apply([{"op": "minutes", "account": "acme", "answered": T0}])
+
+
+def test_the_destinations_migration_downgrades_and_upgrades(db_url: str) -> None:
+    from alembic import command
+
+    from esl_guard.store.migrate import alembic_config
+
+    s = Store(db_url)
+    engine = create_engine(db_url)
+    try:
+        s.upgrade()
+        s.apply([audit_op(destination="112", destination_class="emergency")])
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        assert s.revision() == "0003"
+        s.upgrade()
+        assert s.revision() == head_revision() and s.minutes_since(0) == []
+        assert [r["destination"] for r in s.audit()] == [None]  # the column came back empty
     finally:
         engine.dispose()
         s.close()

@@ -26,6 +26,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CLASS_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_PREFIX_RE = re.compile(r"[0-9]{1,32}")
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True,
           "false": False, "no": False, "off": False, "0": False}
 OFF_WORDS = ("off", "none")
@@ -276,3 +278,19 @@ def notify_events(text: str) -> frozenset[str]:
     if not items or any(e not in NOTIFY_EVENTS for e in items):
         raise ValueError("expected event kinds from " + ", ".join(NOTIFY_EVENTS))
     return frozenset(items)
+
+
+def prefixes(text: str) -> tuple[str, ...]:
+    """``1900 1976 44871``: dialled-number prefixes (digits only), space separated."""
+    items = text.split()
+    wrong = [p for p in items if not _PREFIX_RE.fullmatch(p)]
+    if not items or wrong:
+        hint = ""
+        if wrong and wrong[0].startswith("+") and _PREFIX_RE.fullmatch(wrong[0][1:]):
+            hint = f" (write {wrong[0][1:]}: a leading + of the dialled number is ignored)"
+        raise ValueError("expected one or more prefixes of 1-32 digits such as 1900 44871, "
+                         "space separated" + hint)
+    dup = [p for p in dict.fromkeys(items) if items.count(p) > 1]
+    if dup:
+        raise ValueError(f"expected each prefix once ({dup[0]} is listed twice)")
+    return tuple(items)

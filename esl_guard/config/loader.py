@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from esl_guard.config.converters import NODE_NAME_RE, OFF_WORDS, sqlite_file
+from esl_guard.config.converters import CLASS_NAME_RE, NODE_NAME_RE, OFF_WORDS, sqlite_file
 from esl_guard.config.settings import (
     DEFAULT_JOURNAL,
     DEFAULT_NODE,
@@ -34,6 +34,12 @@ from esl_guard.config.settings import (
     default_value,
 )
 from esl_guard.model import Limits
+from esl_guard.policy.destinations import (
+    CLASS_KEYS,
+    CLASS_LIMIT_KEYS,
+    DestinationClass,
+    Destinations,
+)
 from esl_guard.safety import is_safe_account, redact_url, url_has_password
 
 
@@ -110,6 +116,7 @@ class _Loader:
         self.section_file: dict[str, str] = {}
         self.broken = False  # a file could not be parsed: skip whole-config checks
         self.node_seen = False  # some [freeswitch...] header, even a rejected one
+        self.given: set[tuple[str, str]] = set()  # (section, key) written, even if rejected
 
     def error(self, line: str) -> None:
         if line not in self.errors:
@@ -168,8 +175,14 @@ class _Loader:
     def read_section(self, file: str, section: str, items: list[tuple[str, str]]) -> None:
         kind, sep, ident = section.partition(":")
         self.node_seen |= kind == "freeswitch"
-        if not (section in PLAIN_SECTIONS or (sep and kind in ("freeswitch", "account"))):
+        if not (section in PLAIN_SECTIONS
+                or (sep and kind in ("freeswitch", "account", "destination"))):
             return self.error(f"{file}: [{_show(section, None)}]: {SECTION_HELP}")
+        if kind == "destination" and not CLASS_NAME_RE.fullmatch(ident):
+            return self.error(
+                f"{file}: [{_show(section, None)}]: destination class name not allowed: "
+                "expected 1-64 characters from A-Z a-z 0-9 _ - starting with a letter or digit"
+            )
         if kind == "account" and not is_safe_account(ident):
             return self.error(
                 f"{file}: [{_show(section, None)}]: account name not allowed: expected 1-64 "
@@ -183,6 +196,7 @@ class _Loader:
         merged = self.sections.setdefault(section, {})
         self.section_file.setdefault(section, file)
         for key, text in items:
+            self.given.add((section, key))
             value = self.read_value(file, section, kind, key, text)
             if value is not None:
                 merged[key] = value
@@ -196,6 +210,8 @@ class _Loader:
 
     def read_value(self, file: str, section: str, kind: str, key: str,
                    text: str) -> _Value | None:
+        if kind == "account" and "." in key:
+            return self.read_class_value(file, section, key, text)
         setting = SETTINGS.get(key)
         if setting is None or kind not in setting.sections:
             allowed = sorted(n for n, s in SETTINGS.items() if kind in s.sections)
@@ -212,6 +228,9 @@ class _Loader:
             self.error(f"{where}: expected a value on one line (an indented line continues "
                        "the previous value: remove the indentation)")
             return None
+        return self.convert(where, setting, text, file)
+
+    def convert(self, where: str, setting: Setting, text: str, file: str) -> _Value | None:
         if setting.off and text.lower() in OFF_WORDS:
             return _Value(text, None, file)
         try:
@@ -219,6 +238,25 @@ class _Loader:
         except ValueError as exc:
             self.error(f"{where}: {exc}")
             return None
+
+    def read_class_value(self, file: str, section: str, key: str, text: str) -> _Value | None:
+        """``CLASS.KEY = value`` in an account: the account's own limit for its calls to a
+        destination class (the class itself is checked once every file is read)."""
+        cls, _, name = key.partition(".")
+        if not CLASS_NAME_RE.fullmatch(cls) or name not in CLASS_KEYS:
+            if not CLASS_NAME_RE.fullmatch(cls):
+                hint = "CLASS must be the NAME of a [destination:NAME] section"
+            elif close := difflib.get_close_matches(name, CLASS_KEYS, n=1):
+                hint = f"did you mean {cls}.{close[0]}?"
+            else:
+                hint = "KEY must be one of " + ", ".join(CLASS_KEYS)
+            self.error(f"{file}: [{section}] {_show(key, None)}: unknown key (CLASS.KEY: {hint})")
+            return None
+        where = f"{file}: [{section}] {key} = {_show(text, None)}"
+        if "\n" in text:
+            self.error(f"{where}: expected a value on one line")
+            return None
+        return self.convert(where, SETTINGS[name], text, file)
 
     # -- the merged result
 
@@ -282,17 +320,70 @@ class _Loader:
             return secret
         return str(self.get(section, "password"))
 
-    def check_detectors(self, policy: Limits, accounts: Mapping[str, Limits]) -> None:
+    def check_detectors(self, policy: Limits) -> None:
         """Keys that only make sense together (issue 13)."""
         if policy.inbound_contexts:
             return
-        for section, limits in [("policy", policy)] + [(f"account:{a}", lim)
-                                                         for a, lim in accounts.items()]:
-            value = self.sections.get(section, {}).get("max_inbound_concurrent_calls")
-            if limits.max_inbound_concurrent_calls is not None and value is not None:
-                self.error(f"{value.file}: [{section}] max_inbound_concurrent_calls = "
-                           f"{value.text}: expected [policy] inbound_contexts to name the "
-                           "dialplan contexts of calls to an account")
+        for section, values in self.sections.items():
+            for key, value in values.items():
+                if key.rpartition(".")[2] == "max_inbound_concurrent_calls" \
+                        and value.value is not None:
+                    self.error(f"{value.file}: [{section}] {key} = {value.text}: expected "
+                               "[policy] inbound_contexts to name the dialplan contexts of "
+                               "calls to an account")
+
+    def destinations(self, policy: Limits, accounts: Mapping[str, Limits]) -> Destinations:
+        """The [destination:NAME] classes and the accounts' CLASS.KEY limits (issue 12):
+        prefixes are required and unique across classes; an exempt class has no limits; a
+        CLASS.KEY names a class that exists."""
+        classes: list[DestinationClass] = []
+        owner: dict[str, str] = {}
+        for section, values in self.sections.items():
+            kind, _, name = section.partition(":")
+            if kind != "destination":
+                continue
+            where = f"{self.section_file[section]}: [{section}]"
+            given = values.get("prefixes")
+            if given is None:
+                if (section, "prefixes") in self.given:
+                    continue  # given, and rejected: already said why
+                self.error(f"{where}: expected prefixes = the dialled-number prefixes of the "
+                           "class (digits, space separated)")
+                continue
+            for prefix in given.value:
+                other = owner.setdefault(prefix, section)
+                if other != section:
+                    self.error(f"{given.file}: [{section}] prefixes = {_show(given.text, None)}:"
+                               f" prefix {prefix} is already in [{other}]: expected each "
+                               "prefix in one class only")
+            exempt = bool(self.get(section, "exempt"))
+            keys = {k: v.value for k, v in values.items() if k in CLASS_KEYS}
+            if exempt and any(k in CLASS_LIMIT_KEYS for k in keys):
+                self.error(f"{where}: exempt = true with {', '.join(sorted(keys))}: expected "
+                           "no limits in an exempt class (its calls are never refused, hung up "
+                           "or counted)")
+            classes.append(DestinationClass(name, tuple(given.value), exempt, keys))
+        names = {c.name: c for c in classes}
+        overrides: dict[str, dict[str, dict[str, Any]]] = {}
+        for section, values in self.sections.items():
+            kind, _, account = section.partition(":")
+            if kind != "account":
+                continue
+            for key, value in values.items():
+                cls, dot, name = key.partition(".")
+                if not dot:
+                    continue
+                where = f"{value.file}: [{section}] {key} = {_show(value.text, None)}"
+                if cls not in names:
+                    known = ", ".join(sorted(names)) or "none is configured"
+                    self.error(f"{where}: no [destination:{cls}] section: expected CLASS.KEY to "
+                               f"name a destination class ({known})")
+                elif names[cls].exempt:
+                    self.error(f"{where}: [destination:{cls}] is exempt: expected no limits "
+                               "for an exempt class")
+                else:
+                    overrides.setdefault(account, {}).setdefault(cls, {})[name] = value.value
+        return Destinations(classes, policy, accounts, overrides)
 
     def build(self, main: str) -> Config | None:
         node_sections = [s for s in self.sections if s.partition(":")[0] == "freeswitch"]
@@ -335,7 +426,8 @@ class _Loader:
                 policy, **{k: v.value for k, v in values.items() if k in LIMIT_KEYS})
             for section, values in self.sections.items() if section.startswith("account:")
         }
-        self.check_detectors(policy, accounts)
+        self.check_detectors(policy)
+        destinations = self.destinations(policy, accounts)
         notify = None
         if "notify" in self.sections:
             if self.get("notify", "webhook") is None:
@@ -361,6 +453,7 @@ class _Loader:
             files=tuple(self.files), warnings=tuple(dict.fromkeys(self.warnings)),
             sources={f"[{s}] {k}": v.file for s, vals in self.sections.items()
                      for k, v in vals.items()},
+            destinations=destinations,
         )
 
 

@@ -62,6 +62,21 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
                "lock_realm and inbound_contexts.  `off` (or `none`) turns a limit that can\n"
                "be off (max_*, lock_after, lock_duration_max, ...) off for it.\n"
                "[account:acme]\nmax_concurrent_calls = 2\nmax_call_rate = off"),
+    "destination": (";[destination:satellite]", "a destination class: [destination:NAME]",
+                    "Destination classes: calls whose dialled number (Caller-Destination-Number, a\n"
+                    "leading + ignored) starts with one of the prefixes (digits; the longest match\n"
+                    "wins; each prefix in one class only).  A class's limits apply IN ADDITION to\n"
+                    "the account's (a premium call counts in both); they are per account: each\n"
+                    "account may make max_concurrent_calls calls to the class.  Keys: the limits\n"
+                    "and detectors of [policy] marked for classes in docs/settings.md\n"
+                    "(max_concurrent_calls, max_call_rate, max_call_duration, max_minutes,\n"
+                    "max_distinct_destinations ... warn_only), and in [account:NAME]\n"
+                    "CLASS.KEY = VALUE for an account's own limit for a class\n"
+                    "(premium.max_concurrent_calls = 3).\n"
+                    "[destination:premium]\nprefixes = 1900 1976 44871 44872 44873 882 883\n"
+                    "max_concurrent_calls = 1\nmax_call_rate = 5/1h\nmax_call_duration = 10m\n"
+                    "max_minutes = 30/1d\n\n"
+                    "[destination:international]\nprefixes = 00 011\nmax_concurrent_calls = 4"),
     "notify": (";[notify]", "tell the operator: one JSON POST per event (absent = no webhook)",
                ""),
     "metrics": (";[metrics]", "Prometheus metrics; absent = no metrics endpoint", ""),
@@ -95,6 +110,9 @@ SHOWN: dict[str, Shown] = {
     "lock_escalation": Shown(value="2", after="2: each lock twice as long as the one before "
                              "(earlier locks of the last 30 days)"),
     "lock_duration_max": Shown(value="7d"),
+    "prefixes": Shown(value="881"),
+    "max_minutes": Shown(value="600/1d", after="the call that reaches N is hung up at that "
+                         "second; new calls are refused while the window is full"),
     "max_distinct_destinations": Shown(
         value="30/10m", before="Detectors: one per clause of the Acceptable Usage Policy "
         "(absent = off).  Each violation is handled like the limits above (hangup, counts "
@@ -113,6 +131,22 @@ SHOWN: dict[str, Shown] = {
     "format": Shown(active=True),
     "level": Shown(active=True),
 }
+
+
+#: shipped active after the destination classes: emergency calls are never touched (issue 12)
+EMERGENCY = """\
+; Emergency calls are never refused, hung up or counted by esl-guard, not even for a locked
+; account or with fail_mode = closed; each one is logged and audited (kind exempt).  In an
+; exempt class each "prefix" must be the WHOLE dialled number (a prefix would let a locked
+; account dial 1129... free of every limit).  A STARTING POINT: adapt it to the countries you
+; serve and to how your customers dial (keep conf/dialplan-locked-accounts.xml in step).
+;   112 EU/GSM   911 North America   999 UK, Ireland, Hong Kong   000 Australia
+;   110 119 Japan, China, Germany (110 police)   111 New Zealand   100 101 102 108 India
+;   113 118 Italy, Norway   15 17 18 France   190 192 193 Brazil   995 Singapore
+;   997 998 Poland   10111 South Africa
+[destination:emergency]
+prefixes = 112 911 999 000 110 119 111 100 101 102 108 113 118 15 17 18 190 192 193 995 997 998 10111
+exempt = true"""
 
 
 def _comment(text: str, indent: str = "") -> list[str]:
@@ -165,8 +199,10 @@ def example_conf() -> str:
             out += _key_lines(s, column)
         if prose:
             out.append("")
-            out += [f";{line}" if line.startswith("[") or "=" in line else f"; {line}"
+            out += [f";{line}" if line.startswith("[") or "=" in line or not line else f"; {line}"
                     for line in prose.split("\n")]
+        if section == "destination":
+            out += ["", *EMERGENCY.split("\n")]
     return "\n".join(out) + "\n"
 
 
@@ -192,6 +228,8 @@ def settings_markdown() -> str:
             kind = s.kind.replace("|", " or ") + (", or `off`" if s.off else "")
             doc = s.doc.replace("|", "\\|").replace("*", "\\*").replace("<", "&lt;")
             where = " Also in `[account:NAME]`." if "account" in s.sections else ""
+            if "destination" in s.sections and section != "destination":
+                where += " Also in `[destination:NAME]` (and as `CLASS.KEY` in an account)."
             secret = " Never shown in messages." if s.secret else ""
             out.append(f"| `{s.name}` | {default} | {kind} | {doc}.{where}{secret} |")
         out.append("")

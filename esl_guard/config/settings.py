@@ -33,11 +33,13 @@ from esl_guard.config.converters import (
     parse_rate,
     patterns,
     port_number,
+    prefixes,
     rule_names,
     webhook_url,
     whole,
 )
 from esl_guard.model import Limits
+from esl_guard.policy.destinations import Destinations
 from esl_guard.safety import redact_url
 
 DEFAULT_DB_URL = "sqlite:////var/lib/esl-guard/esl-guard.db"
@@ -73,9 +75,11 @@ _FS = ("freeswitch",)
 _DB = ("database",)
 _POL = ("policy",)
 _LIM = ("policy", "account")
-#: Where the detectors of issue 13 may be set.  Allowing them per destination class is adding
-#: "destination" here (issue 12's [destination:NAME]); their per-class state is not built yet.
-_DET = ("policy", "account")
+#: Limits that may also be set per destination class (issue 12: [destination:NAME], and
+#: CLASS.KEY in [account:X]); the detectors of issue 13 among them.
+_CLS = ("policy", "account", "destination")
+_DET = _CLS
+_DST = ("destination",)
 _DUR = "duration"
 
 SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
@@ -126,11 +130,14 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
             "accountcode", "channel variable that names the account", _POL, kind="name"),
     Setting("lock_realm", matching(NAME_RE, "expected a mod_hash realm (letters, digits, _)"),
             "esl_guard", "mod_hash realm where locks are published", _POL, kind="name"),
-    Setting("max_concurrent_calls", whole(0), None, "calls up at the same time", _LIM,
+    Setting("max_concurrent_calls", whole(0), None, "calls up at the same time", _CLS,
             kind="integer", off=True),
-    Setting("max_call_duration", duration, None, "hang up calls older than this", _LIM,
+    Setting("max_call_duration", duration, None, "hang up calls older than this", _CLS,
             kind=_DUR, off=True),
-    Setting("max_call_rate", parse_rate, None, "new calls per sliding window", _LIM,
+    Setting("max_call_rate", parse_rate, None, "new calls per sliding window", _CLS,
+            kind="rate", off=True),
+    Setting("max_minutes", parse_rate, None,
+            "answered minutes per sliding window, live calls included (N/DURATION)", _CLS,
             kind="rate", off=True),
     Setting("hangup_cause", hangup_cause, "CALL_REJECTED", "cause given to uuid_kill", _LIM,
             kind="hangup cause"),
@@ -167,8 +174,14 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType({s.name: s for s in (
     Setting("inbound_contexts", contexts, None,
             "dialplan contexts (Caller-Context) of calls to an account", _POL, kind="names"),
     Setting("warn_only", rule_names, None,
-            "rules whose violations are logged, audited and notified, no call touched", _LIM,
+            "rules whose violations are logged, audited and notified, no call touched", _CLS,
             kind="rules", off=True),
+    Setting("prefixes", prefixes, None,
+            "dialled-number prefixes of the class (digits; a leading + is ignored; the "
+            "longest match wins)", _DST, kind="digits"),
+    Setting("exempt", boolean, "false",
+            "never refuse, hang up or count calls to this class (emergency numbers; each "
+            "prefix must then be the whole number)", _DST, kind="boolean"),
     Setting("webhook", webhook_url, None, "POST one JSON object per event to this URL",
             ("notify",), kind="url", secret=True),
     Setting("secret", one_line("expected a non-empty secret on one line"), None,
@@ -197,7 +210,7 @@ if not all(k in SETTINGS for k in LIMIT_KEYS):  # pragma: no cover - model.py dr
 PLAIN_SECTIONS = ("freeswitch", "database", "policy", "notify", "metrics", "cluster", "logging")
 SECTION_HELP = (
     "unknown section (expected freeswitch, freeswitch:NAME, database, policy, account:NAME, "
-    "notify, metrics, cluster, logging)"
+    "destination:NAME, notify, metrics, cluster, logging)"
 )
 PASSWORD_KEYS = ("password", "password_file", "password_env")
 PERM_HINT = "(chmod 600 or chmod 640 with group esl-guard)"
@@ -325,6 +338,8 @@ class Config:
     warnings: tuple[str, ...] = ()
     # "[section] key" -> the file the effective value came from (absent = default).
     sources: Mapping[str, str] = field(default_factory=dict)
+    # [destination:NAME] classes and the accounts' CLASS.KEY limits (issue 12).
+    destinations: Destinations = field(default_factory=Destinations)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accounts", MappingProxyType(dict(self.accounts)))

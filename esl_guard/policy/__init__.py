@@ -31,6 +31,12 @@ Rule -> function:
 - the daemon's locks vs the database's         -> :func:`reconcile_locks`
 - lock_after windows after a restart           -> :func:`restored_windows`
 - what mod_hash holds (value, stale entries)   -> :func:`hash_value`, :func:`stale_hash_keys`
+- destination classes (issue 12)               -> :mod:`esl_guard.policy.destinations`
+                                                  (:class:`Destinations`: classify, class limits)
+- ``max_minutes``                              -> :func:`check_minutes` (admission and live
+                                                  calls), :func:`minutes_deadline`,
+                                                  :class:`MinuteWindow` (:mod:`.minutes`)
+- would the account's NEXT call be refused?    -> :func:`next_call_blocked`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -46,6 +52,7 @@ from esl_guard.policy.admission import (
     ADMISSION_RULES,
     ADOPTION_RULES,
     LOCK_STATE_UNKNOWN,
+    NEXT_CALL_RULES,
     Check,
     admit,
     adopt,
@@ -56,6 +63,7 @@ from esl_guard.policy.admission import (
     counts_as_attempt,
     first_verdict,
     is_warning,
+    next_call_blocked,
 )
 from esl_guard.policy.calls import (
     ACCOUNT_IDLE,
@@ -69,6 +77,15 @@ from esl_guard.policy.calls import (
     release_at,
     restarted,
     still_due,
+)
+from esl_guard.policy.destinations import (
+    CLASS_KEYS,
+    CLASS_LIMIT_KEYS,
+    NO_CLASS,
+    DestinationClass,
+    Destinations,
+    class_limits,
+    dialled,
 )
 from esl_guard.policy.detectors import (
     RecentCalls,
@@ -100,10 +117,21 @@ from esl_guard.policy.locks import (
     restored_windows,
     stale_hash_keys,
 )
+from esl_guard.policy.minutes import (
+    MinuteWindow,
+    budget,
+    check_minutes,
+    live_seconds,
+    minutes_deadline,
+    over_budget,
+)
 from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
+    "CLASS_KEYS", "CLASS_LIMIT_KEYS", "NEXT_CALL_RULES", "NO_CLASS", "DestinationClass",
+    "Destinations", "MinuteWindow", "budget", "check_minutes", "class_limits", "dialled",
+    "live_seconds", "minutes_deadline", "next_call_blocked", "over_budget",
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
     "AccountView", "CallFacts", "CallInfo", "Check", "LockChange", "RecentCalls", "Verdict",
     "check_caller_id", "check_distinct_destinations", "check_inbound_concurrency",

@@ -18,6 +18,7 @@ from esl_guard.policy.detectors import (
     check_source_ips,
 )
 from esl_guard.policy.locks import lock_active
+from esl_guard.policy.minutes import check_minutes
 from esl_guard.policy.verdict import AccountView, Verdict
 from esl_guard.policy.windows import count_since
 
@@ -87,8 +88,14 @@ def _violation(view: AccountView, rule: Rule, limit: str, observed: str) -> Verd
 #: The admission rules, in order: the first verdict wins.
 ADMISSION_RULES: tuple[Check, ...] = (
     check_lock_state, check_locked, check_caller_id, check_rate, check_concurrency,
-    check_inbound_concurrency, check_short_calls, check_source_ips,
+    check_minutes, check_inbound_concurrency, check_short_calls, check_source_ips,
     check_distinct_destinations, check_sequential_destinations)
+
+#: The rules that can refuse an account's NEXT call whatever it is (no fact of the call
+#: needed): what :func:`next_call_blocked` runs.
+NEXT_CALL_RULES: tuple[Check, ...] = (
+    check_lock_state, check_locked, check_rate, check_concurrency, check_minutes,
+    check_short_calls)
 
 #: What a call adopted by a resync (found up, never seen starting) goes through: only the lock.
 #: It is counted without limit checks (a resync never hangs up a call it adopts over a limit).
@@ -126,6 +133,20 @@ def is_warning(verdict: Verdict, limits: Limits) -> bool:
     """A violation of a rule listed in ``warn_only``: logged, audited, notified, no hangup."""
     warn = limits.warn_only
     return warn is not None and verdict.violation and verdict.rule.value in warn
+
+
+def next_call_blocked(view: AccountView, limits: Limits, now: float,
+                      wall: float) -> Verdict | None:
+    """Whether the account's NEXT call (whatever its caller ID, source or number) would be
+    refused at ``now``, and why: the first verdict of :data:`NEXT_CALL_RULES` that is not a
+    ``warn_only`` warning, else None.  ``view`` is the account's (or, with a class's limits,
+    the account's calls to that class) as the tracker builds it, with ``view.call`` None.
+    Pre-answer admission state (mod_hash) is made of these answers."""
+    for check in NEXT_CALL_RULES:
+        verdict = check(view, limits, now, wall)
+        if verdict is not None and not is_warning(verdict, limits):
+            return verdict
+    return None
 
 
 def adopt(view: AccountView, limits: Limits, now: float, wall: float) -> Verdict | None:

@@ -71,6 +71,8 @@ class AccountView:
     call: CallFacts | None = None
     recent: RecentCalls | None = None  # the detectors' memory (None: no detector on)
     inbound_live: int = 0  # live calls to the account (max_inbound_concurrent_calls only)
+    #: seconds of answered calls in the max_minutes window, live calls included (0 when off)
+    minutes: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

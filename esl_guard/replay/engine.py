@@ -57,6 +57,7 @@ class CdrEvent:
     build, three per CDR row."""
 
     __slots__ = ("name", "node", "uuid", "account", "b_leg", "hangup_at")
+    destination = None  # a CDR row's number is not replayed (no destination class applies)
 
     def __init__(self, name: str, node: str, uuid: str, account: str | None,
                  b_leg: bool, hangup_at: float | None = None) -> None:

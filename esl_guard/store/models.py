@@ -47,6 +47,8 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text(), default="")
     origin: Mapped[str] = mapped_column(String(KIND_LEN))  # auto|manual|expiry|system
     clause: Mapped[str | None] = mapped_column(String(RULE_LEN))  # model.CLAUSES (0002)
+    destination: Mapped[str | None] = mapped_column(String(SHORT_LEN))  # dialled number (0004)
+    destination_class: Mapped[str | None] = mapped_column(String(SHORT_LEN))  # (0004)
 
     __table_args__ = (
         Index(None, "account", "time"),
@@ -93,6 +95,22 @@ class Unlock(Base):
         Index(None, "account", "at"),
         Index(None, "at"),
     )
+
+
+class CallMinutes(Base):
+    """The answered interval of an ended call under a ``max_minutes`` budget (issue 12):
+    the budgets' sliding windows are rebuilt from these at start-up."""
+
+    __tablename__ = "call_minutes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LEN))
+    destination_class: Mapped[str | None] = mapped_column(String(SHORT_LEN))
+    answered: Mapped[float] = mapped_column(Double())  # epoch seconds
+    ended: Mapped[float] = mapped_column(Double())
+
+    __table_args__ = (Index(None, "ended"),)
 
 
 class DaemonStatus(Base):

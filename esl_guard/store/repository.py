@@ -39,6 +39,7 @@ from esl_guard.store.models import (
     RULE_LEN,
     SHORT_LEN,
     AuditEvent,
+    CallMinutes,
     ClusterMember,
     DaemonStatus,
     Lock,
@@ -222,6 +223,19 @@ class Store:
         with self._guard("reading unlock requests"), self._engine.connect() as conn:
             return [(account, float(t)) for account, t in conn.execute(stmt)]
 
+    def minutes_since(self, since: float, before: float | None = None
+                      ) -> list[tuple[str, str | None, float, float]]:
+        """Answered intervals of ended calls under a ``max_minutes`` budget that ended after
+        ``since`` (and, with ``before``, before it): (account, destination class, answered,
+        ended), epoch seconds, oldest end first."""
+        stmt = select(CallMinutes.account, CallMinutes.destination_class, CallMinutes.answered,
+                      CallMinutes.ended).where(CallMinutes.ended > since)
+        if before is not None:
+            stmt = stmt.where(CallMinutes.ended < before)
+        stmt = stmt.order_by(CallMinutes.ended, CallMinutes.id)
+        with self._guard("reading call minutes"), self._engine.connect() as conn:
+            return [(account, cls, float(a), float(e)) for account, cls, a, e in conn.execute(stmt)]
+
     def violations_since(self, since: float) -> list[tuple[str, float]]:
         stmt = (
             select(AuditEvent.account, AuditEvent.time)
@@ -397,6 +411,8 @@ class Store:
                              .values(released_at=at, released_by=_clip(by, SHORT_LEN)))
         elif kind == "status":
             self._apply_status(conn, op)
+        elif kind == "minutes":
+            self._apply_minutes(conn, op)
         else:
             raise StoreDataError(f"unknown op {kind!r}")
 
@@ -416,10 +432,26 @@ class Store:
                 "detail": _text(op.get("detail") or ""),
                 "origin": _clip(_text(op.get("origin") or "auto"), KIND_LEN),
                 "clause": _opt(op.get("clause") or clause_of(op.get("rule")), RULE_LEN),
+                "destination": _opt(op.get("destination"), SHORT_LEN),
+                "destination_class": _opt(op.get("destination_class"), SHORT_LEN),
             }
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed(op, exc) from None
         stmt = self._insert(AuditEvent).values(**values)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
+
+    def _apply_minutes(self, conn: Connection, op: Mapping[str, Any]) -> None:
+        try:
+            values = {
+                "event_id": _clip(_text(op["event_id"]), EVENT_ID_LEN),
+                "account": _clip(_text(op["account"]), ACCOUNT_LEN),
+                "destination_class": _opt(op.get("destination_class"), SHORT_LEN),
+                "answered": float(op["answered"]),
+                "ended": float(op["ended"]),
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(op, exc) from None
+        stmt = self._insert(CallMinutes).values(**values)
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
 
     def _apply_lock(self, conn: Connection, op: Mapping[str, Any]) -> LockInfo | None:
@@ -553,7 +585,8 @@ def _audit_dict(row: Any) -> dict[str, Any]:
         event_id=row.event_id, time=float(row.time), account=row.account, kind=row.kind,
         rule=row.rule, uuid=row.uuid, node=row.node, dry_run=bool(row.dry_run),
         limit=row.limit_value, observed=row.observed, detail=row.detail, origin=row.origin,
-        clause=row.clause,
+        clause=row.clause, destination=row.destination,
+        destination_class=row.destination_class,
     ).as_dict()
 
 
