@@ -66,10 +66,16 @@ def _count(values: Iterable[str | None]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _class_of(call: Any) -> str | None:
+    """The destination class of a tracked call (``Call.cls``, issue 12), or None."""
+    state = getattr(call, "cls", None)
+    return None if state is None else state.cls
+
+
 def account_detail(tracker: Any, limits: Limits, account: str, now: float, wall: float,
                    recent: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """One account as the daemon holds it at this instant: its live calls (by node, and by
-    destination class where calls carry one: ``destination_class``), each window against its
+    destination class of issue 12 where calls have one), each window against its
     limit, its lock and this run's latest decisions about it."""
     st = tracker.accounts.get(account)
     calls = sorted(st.calls, key=lambda c: (c.node, c.uuid)) if st is not None else []
@@ -80,9 +86,9 @@ def account_detail(tracker: Any, limits: Limits, account: str, now: float, wall:
         "live_calls": len(calls),
         "calls": [{"uuid": c.uuid, "node": c.node, "answered": c.answered is not None,
                    "age": None if c.seen is None else round(now - c.seen, 1),
-                   "class": getattr(c, "destination_class", None)} for c in calls],
+                   "class": _class_of(c), "destination": c.destination} for c in calls],
         "by_node": _count(c.node for c in calls),
-        "by_class": _count(getattr(c, "destination_class", None) for c in calls),
+        "by_class": _count(_class_of(c) for c in calls),
         "windows": windows(st, limits, now),
         "locked": tracker.is_locked(account),
         "lock": None if lock is None else {"until": lock.until_wall, "reason": lock.reason,

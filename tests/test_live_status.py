@@ -142,3 +142,20 @@ def test_a_stale_socket_file_is_replaced_and_a_foreign_file_never_deleted(
     assert path.read_text() == "operator's notes"
     with pytest.raises(ControlError, match="nothing answers|no answer"):
         ask(path, {"get": "status"})
+
+
+def test_status_account_counts_live_calls_by_destination_class(
+        state_dir: Path, fs: FakeFreeSWITCH, capsys: pytest.CaptureFixture[str]) -> None:
+    """`status ACCOUNT` shows an account's live calls by destination class (issue 12)."""
+    p = DaemonProcess.over_sqlite(state_dir, fs, POLICY + "\n[destination:premium]\n"
+                                  "prefixes = 1900\nmax_concurrent_calls = 3\n")
+    try:
+        p.start()
+        premium = fs.create_call("acme", account_on="create", dest="+19005550100")
+        fs.create_call("acme", account_on="create", dest="9001")
+        assert wait_for(lambda: status_json(p.conf, capsys, "acme")["live"]["live_calls"] == 2)
+        live = status_json(p.conf, capsys, "acme")["live"]
+        assert live["by_class"] == {"premium": 1}
+        assert {c["uuid"]: c["class"] for c in live["calls"]}[premium] == "premium"
+    finally:
+        p.stop()
