@@ -49,6 +49,7 @@ class NodeOwner(Protocol):
     def node_event(self, node: str, name: str, body: bytes) -> None: ...
     def node_connected(self, link: NodeLink) -> None: ...
     def node_disconnected(self, link: NodeLink, reason: str) -> None: ...
+    def event_filters(self) -> list[str]: ...
 
 
 class NodeLink:
@@ -135,12 +136,35 @@ class NodeLink:
         if not reply.ok:
             conn.close("subscription refused")
             raise ESLError(f"event subscription refused: {reply.text}")
+        for line in self.owner.event_filters():
+            reply = conn.send(f"filter {line}")
+            if not reply.ok:
+                conn.close("event filter refused")
+                raise ESLError(f"event filter refused: {reply.text}")
         conn.last_rx = gevent.get_hub().loop.now()
         self.connected = True
         self.connected_since = time.time()
         self.last_error = None
         log.info("node %s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
         self.owner.node_connected(self)
+
+    def set_filters(self, old: list[str], new: list[str]) -> None:
+        """Replace the connection's event filters ``old`` by ``new`` (a reload changed them);
+        a connection made later sends ``new`` itself."""
+        conn = self.conn
+        if conn is None or not self.connected or old == new:
+            return
+        try:
+            for line in new:
+                if line not in old:
+                    conn.send_nowait(f"filter {line}")
+            for line in old:
+                if line not in new:
+                    conn.send_nowait(f"filter delete {line}")
+        except ESLError as exc:
+            log.warning("node %s: cannot change the event filters (%s): reconnecting", self.name,
+                        exc)
+            conn.close("event filters")
 
     def _serve(self) -> None:
         """Wait for the connection to end, watching for silence (half-open connections)."""

@@ -20,12 +20,22 @@ from gevent.event import AsyncResult
 
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
-from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.events import (
+    CALL_EVENTS,
+    EventDecoder,
+    LazyEvent,
+    event_filters,
+    header_end,
+    unique_id,
+)
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
+    GATE_REFRESH,
     ended_horizon,
+    gate_realm,
+    gate_value,
     hash_value,
     needs_answer_time,
     node_lost,
@@ -33,6 +43,7 @@ from esl_guard.policy import (
     recheck_after,
     reconcile_locks,
     restored_windows,
+    stale_gate_keys,
     stale_hash_keys,
 )
 from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
@@ -88,6 +99,7 @@ class Guard:
         self.locks_known = False
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
+        self._gates_refreshed = clock()
         self._warned: set[str] = set()
         # Gauges computed when scraped, so they are never stale.
         tr = self.tracker
@@ -126,6 +138,8 @@ class Guard:
     def stop(self) -> None:
         self._stopping = True
         for link in self.links.values():
+            for account in list(self.tracker.gates):  # a stopped daemon refuses nothing
+                self._gate_delete(link, account)
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
 
@@ -140,11 +154,15 @@ class Guard:
     def tick(self) -> None:
         now = self.clock()
         self.dispatch(self.tracker.tick(now))
+        if now >= self._gates_refreshed + GATE_REFRESH:
+            self._gates_refreshed = now
+            self._refresh_gates()
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
                 st.down_since = None
                 n = self.tracker.forget_node(name, now)
+                self._push_gates()
                 syslog.warning("node %s: unreachable for %gs (node_lost_after): its %d calls no "
                                "longer count against account limits until it is back",
                                name, link.cfg.node_lost_after, n)
@@ -178,6 +196,8 @@ class Guard:
         tracker = self.tracker
         now = self.clock()
         if tracker.known_event(node, name, uuid, now):  # most events: nothing else to decode
+            if tracker.gate_changes:  # a call ended: the dialplan may admit the next one now
+                self._push_gates()
             return
         if not is_uuid(uuid):  # a new call: its uuid will go into uuid_kill
             self.metrics.bad_input.labels("bad_uuid").inc()
@@ -188,6 +208,8 @@ class Guard:
         actions = tracker.on_event(ev, now)
         if actions:
             self.dispatch(actions, t0)
+        elif tracker.gate_changes:
+            self._push_gates()
 
     # ------------------------------------------------------------------ node callbacks
     def node_connected(self, link: NodeLink) -> None:
@@ -196,6 +218,8 @@ class Guard:
             self.metrics.reconnects.labels(link.name).inc()
         self._push_all_locks(link)
         self._spawn(self._delete_stale_hash, link)
+        self._push_all_gates(link)
+        self._spawn(self._delete_stale_gates, link)
         st = self.sync[link.name]
         st.down_since = None
         st.ok = False
@@ -358,6 +382,8 @@ class Guard:
                 killed = True
         if killed and t0 is not None:
             self.metrics.latency.observe(time.perf_counter() - t0)
+        if self.tracker.gate_changes:
+            self._push_gates()
         for action in actions:
             self._log_action(action)
             if not action.extra.get("recorded"):
@@ -524,6 +550,66 @@ class Guard:
             if self.tracker.is_locked(lock.account):
                 self._push_lock(link, lock.account, lock.until_wall)
 
+    # ------------------------------------------------------------------ the admission gate
+    def event_filters(self) -> list[str]:
+        """The ESL ``filter`` lines a node's link sends after subscribing."""
+        return event_filters(self.config.account_variable)
+
+    def _push_gates(self) -> None:
+        """Push the accounts whose gate changed (policy.gate) into every connected node: an
+        insert for a gate, a delete for a gate gone.  Called right after the event that changed
+        it (a call's end: before anything else), in order on each link's connection."""
+        gates = self.tracker.gates
+        for account in self.tracker.take_gate_changes():
+            gate = gates.get(account)
+            for link in self.links.values():
+                if gate is None:
+                    self._gate_delete(link, account)
+                else:
+                    self._gate_insert(link, account)
+
+    def _gate_insert(self, link: NodeLink, account: str) -> None:
+        gate = self.tracker.gates.get(account)
+        if gate is None or not link.connected:
+            return  # pushed again on (re)connect
+        if not is_safe_account(account):
+            self.metrics.bad_input.labels("unsafe_account").inc()
+            return  # its calls are still refused by esl-guard itself
+        value = gate_value(gate, self.clock(), self.wall())
+        self._send_watched(link, f"hash insert/{gate_realm(self.config.lock_realm)}/{account}/"
+                           f"{value}", "hash insert", account)
+
+    def _gate_delete(self, link: NodeLink, account: str) -> None:
+        if not link.connected or not is_safe_account(account):
+            return
+        self._send_watched(link, f"hash delete/{gate_realm(self.config.lock_realm)}/{account}",
+                           "hash delete", account)
+
+    def _push_all_gates(self, link: NodeLink) -> None:
+        for account in list(self.tracker.gates):
+            self._gate_insert(link, account)
+
+    def _refresh_gates(self) -> None:
+        """Busy gates expire in FreeSWITCH (GATE_TTL) unless pushed again: push them."""
+        for account, gate in list(self.tracker.gates.items()):
+            if gate.reopens is None:
+                for link in self.links.values():
+                    self._gate_insert(link, account)
+
+    def _delete_stale_gates(self, link: NodeLink) -> None:
+        """After a connect (the gates were just pushed): delete every entry of the gate realm
+        that is not a gate now (:func:`esl_guard.policy.stale_gate_keys`)."""
+        realm = gate_realm(self.config.lock_realm)
+        try:
+            reply = link.api(f"hash_dump db {realm}")
+        except ESLError as exc:
+            syslog.warning("node %s: cannot list the admission realm %s (hash_dump): %s; stale "
+                           "entries stay until their expiry", link.name, realm, exc)
+            return
+        entries = parse_hash_dump(reply.body, realm)
+        for key in stale_gate_keys(entries, self.tracker.gates):
+            self._gate_delete(link, key)
+
     # ------------------------------------------------------------------ locks from the DB
     def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = ()) -> None:
         """Make the in-memory locks equal the database's active locks (manual changes), and end
@@ -593,7 +679,10 @@ class Guard:
 
     # ------------------------------------------------------------------ reload
     def reload(self, config: Config) -> None:
+        old_filters = self.event_filters()
         self.config = config
+        for each in self.links.values():  # a new account_variable: new event filters
+            each.set_filters(old_filters, self.event_filters())
         self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
         for name in self.decoders:  # the next event is read with the new account_variable

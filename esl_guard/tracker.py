@@ -49,6 +49,7 @@ from esl_guard.policy import (
     uses_recent,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
+from esl_guard.policy.gate import Gate, next_call_gate
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 
 __all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
@@ -197,6 +198,13 @@ class Tracker:
         self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
+        #: The admission gate (policy.gate): accounts whose next call the dialplan refuses,
+        #: the accounts whose gate changed since the service last pushed them into FreeSWITCH
+        #: (newest last; the service drains it), and when rate gates reopen (monotonic).
+        self.gates: dict[str, Gate] = {}
+        self.gate_changes: list[str] = []
+        self._gate_timers: list[tuple[float, str]] = []
+        self._regate_soon: set[str] = set()
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -322,6 +330,47 @@ class Tracker:
             call.counted = False
             if not st.calls:
                 self._went_idle(st, now)
+            if st.name in self.gates:  # a slot is free: the dialplan may admit its next call
+                self._regate(st.name, now)
+
+    # ------------------------------------------------------------------ admission gate
+    def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
+        """Decide again whether the account's next call is refused by the dialplan
+        (:func:`esl_guard.policy.gate.next_call_gate`); a change is queued for the service to
+        push (:attr:`gate_changes`)."""
+        if limits is None:
+            limits = self.limits_for(account)
+        old = self.gates.get(account)
+        if old is None and limits.max_call_rate is None and limits.max_concurrent_calls is None:
+            return
+        gate = next_call_gate(self.view(account), limits, now, self.wall_clock())
+        if gate == old:
+            return
+        if gate is None:
+            del self.gates[account]
+        else:
+            self.gates[account] = gate
+            if gate.reopens is not None:
+                heapq.heappush(self._gate_timers, (gate.reopens, account))
+        self.gate_changes.append(account)
+
+    def regate_all(self, now: float) -> None:
+        """Every account's gate again (a reload changed the limits)."""
+        for account in sorted(self.accounts.keys() | self.gates.keys()):
+            self._regate(account, now)
+
+    def take_gate_changes(self) -> list[str]:
+        """The accounts whose gate changed since the last call, each once, oldest first."""
+        changes, self.gate_changes = self.gate_changes, []
+        return list(dict.fromkeys(changes))
+
+    def _reopen_gates(self, now: float) -> None:
+        timers = self._gate_timers
+        while timers and timers[0][0] <= now:
+            at, account = heapq.heappop(timers)
+            gate = self.gates.get(account)
+            if gate is not None and gate.reopens == at:
+                self._regate(account, now)
 
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None) -> list[Action]:
@@ -360,6 +409,7 @@ class Tracker:
         if verdict is not None:
             actions += self._apply(call, verdict, limits, now, facts)
             if not limits.dry_run:
+                self._regate(st.name, now, limits)  # its attempt may have filled the window
                 return actions
             # dry run: the call goes on, so it counts and its duration timer runs
         call.inbound = inbound
@@ -438,6 +488,7 @@ class Tracker:
         call.counted = True
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
+        self._regate(st.name, now)
 
     def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None:
         del calls[call.uuid]
@@ -556,6 +607,8 @@ class Tracker:
         call.counted = False
         call.doomed = True
         self._disarm(call)
+        if call.account in self.gates:  # no clock here: the next tick decides it again
+            self._regate_soon.add(call.account)
         lock = self.locks[call.account]
         return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
                       cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
@@ -646,6 +699,12 @@ class Tracker:
         for ring in self._timers.due(now):
             for call in ring:
                 actions.extend(self._expire(call, now))
+        if self._gate_timers and self._gate_timers[0][0] <= now:
+            self._reopen_gates(now)
+        if self._regate_soon:
+            for account in sorted(self._regate_soon):
+                self._regate(account, now)
+            self._regate_soon.clear()
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
@@ -694,6 +753,7 @@ class Tracker:
                     actions.append(self._refuse_locked(call, limits))
                     continue
                 self._arm_duration(call, now)
+        self.regate_all(now)
         return actions
 
     # ------------------------------------------------------------------ resync

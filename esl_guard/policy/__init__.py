@@ -30,6 +30,8 @@ Rule -> function:
 - the daemon's locks vs the database's         -> :func:`reconcile_locks`
 - lock_after windows after a restart           -> :func:`restored_windows`
 - what mod_hash holds (value, stale entries)   -> :func:`hash_value`, :func:`stale_hash_keys`
+- is the account's NEXT call refused by the     -> :func:`next_call_gate` (``gate.py``),
+  dialplan (the admission gate in mod_hash)       :func:`gate_value`, :func:`stale_gate_keys`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -84,6 +86,16 @@ from esl_guard.policy.detectors import (
     uses_recent,
 )
 from esl_guard.policy.duration import check_duration, duration_deadline
+from esl_guard.policy.gate import (
+    GATE_REFRESH,
+    GATE_TTL,
+    Gate,
+    gate_key,
+    gate_realm,
+    gate_value,
+    next_call_gate,
+    stale_gate_keys,
+)
 from esl_guard.policy.locks import (
     ESCALATION_WINDOW,
     LockChange,
@@ -102,6 +114,8 @@ from esl_guard.policy.verdict import AccountView, CallFacts, CallInfo, Verdict
 from esl_guard.policy.windows import count_from, count_since, in_window
 
 __all__ = [
+    "GATE_REFRESH", "GATE_TTL", "Gate", "gate_key", "gate_realm", "gate_value",
+    "next_call_gate", "stale_gate_keys",
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
     "AccountView", "CallFacts", "CallInfo", "Check", "LockChange", "RecentCalls", "Verdict",
     "check_caller_id", "check_distinct_destinations", "check_inbound_concurrency",
