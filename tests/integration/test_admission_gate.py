@@ -21,6 +21,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,7 +30,7 @@ import pytest
 from tests.integration import eslsock
 from tests.integration.conftest import PlaceCalls, module_skip_reason
 from tests.integration.guard import GuardProcess, kinds
-from tests.integration.sipprun import SCENARIOS, Sipp, SippResult
+from tests.integration.sipprun import Sipp, SippResult
 from tests.integration.target import Target
 from tests.integration.test_freeswitch import assert_no_channels_left
 
@@ -88,8 +89,9 @@ def assert_all_refused(res: SippResult, codes: set[str]) -> None:
 
 
 def refuse_everywhere(place_calls: PlaceCalls, sipp_dir: Path, fs_target: Target, name: str,
-                      account: str, codes: set[str]) -> None:
-    """N calls of `account` to each target at once; all refused, no far end ever answers."""
+                      account: str, codes: set[str], live: int = 0) -> None:
+    """N calls of `account` to each target at once; all refused, no far end ever answers;
+    the account's `live` calls (held up) are all it has left."""
     far: list[Sipp] = []
     for spec in TARGETS.values():
         if spec is None:
@@ -108,7 +110,8 @@ def refuse_everywhere(place_calls: PlaceCalls, sipp_dir: Path, fs_target: Target
         uas.stop()
         seen = uas.result()
         assert seen.counts().get("answered", 0) == 0, seen.describe()
-    assert_no_channels_left(fs_target, account)
+    eslsock.poll(lambda: eslsock.channels_of(fs_target, account) == live, 10,
+                 what=f"{live} live FreeSWITCH channels of {account}")
 
 
 def test_an_account_at_its_concurrency_limit_is_refused_before_the_answer(
@@ -118,7 +121,7 @@ def test_an_account_at_its_concurrency_limit_is_refused_before_the_answer(
     held = place_calls("held", acct, dest="9001", calls=1, hold_ms=60_000).start()
     value = eslsock.poll(lambda: gate(fs_target, acct), 15, what=f"the gate of {acct}")
     assert value.startswith("busy:"), value
-    refuse_everywhere(place_calls, sipp_dir, fs_target, "busy", acct, {"486", "603"})
+    refuse_everywhere(place_calls, sipp_dir, fs_target, "busy", acct, {"486", "603"}, live=1)
     # esl-guard saw every refused call too (from the set's CHANNEL_EXECUTE_COMPLETE)
     guard.wait_audit(acct, lambda r: len(kinds(r, "hangup", "max_concurrent_calls")) >= 3 * N)
     # the held call was never touched; it ends now: the next call is admitted
@@ -175,24 +178,28 @@ def test_the_rate_gate_reopens_with_time(guard: GuardProcess, fs_target: Target,
 def test_two_racing_calls_the_over_limit_one_refused_before_the_answer(
         guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
         place_calls: PlaceCalls, sipp_dir: Path) -> None:
-    """20 accounts with max_concurrent_calls = 1 each place two calls 5 ms apart (one sipp,
-    200 calls/s, the accounts from a CSV in pairs) to extension 9009, a bridge to a UAS that
-    answers 100 ms after the INVITE with no 180/183.  Of each pair exactly one is answered and
-    held; the other gets a 4xx/6xx final; the far end answers exactly N calls."""
-    scenario = sipp_dir / "uac_race.xml"
-    scenario.write_text((SCENARIOS / "uac_hold.xml").read_text().replace("[account]",
-                                                                         "[field0]"))
+    """20 accounts with max_concurrent_calls = 1 each send two calls about 5 ms apart (pairs
+    100 ms apart: uac_race.xml, the account and start delay of each call from a CSV) to
+    extension 9009, a bridge to a UAS that answers 100 ms after the INVITE with no 180/183.
+    Of each pair exactly one is answered and held, the other gets a 4xx/6xx final, and the far
+    end answers exactly one call per pair: the over-limit one was refused before the answer."""
     csv = sipp_dir / "race_accounts.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(f"{a};\n{a};\n" for a in accounts.race))
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{a};{k * 100};\n{a};{k * 100 + 4};\n"
+                                           for k, a in enumerate(accounts.race)))
     uas = Sipp.uas("race_uas", RACE_UAS[0], local_ip=fs_target.sipp_ip, workdir=sipp_dir,
                    calls=2 * N, port=RACE_UAS[1], timeout=60).start()
     place_calls.started.append(uas)
     uas.wait_listening()
-    caller = place_calls("race", accounts.race[0], scenario=str(scenario), dest="9009",
-                         calls=2 * N, rate=200, limit=2 * N, hold_ms=4000)
+    caller = place_calls("race", accounts.race[0], scenario="uac_race.xml", dest="9009",
+                         calls=2 * N, rate=1000, limit=2 * N, hold_ms=4000)
     caller.args += ["-inf", str(csv)]
     res = caller.run()
     assert len(res.outcomes) == 2 * N, res.describe()
+    # the race really happened: the two INVITEs of every pair left within 10 ms
+    sent = invites_sent(sipp_dir / "race_messages.log")
+    for k, acct in enumerate(accounts.race):
+        gap = abs(sent[2 * k + 2] - sent[2 * k + 1])
+        assert gap < 0.010, (acct, gap)
     by_account: dict[str, list[str]] = {}
     for o in res.outcomes:
         by_account.setdefault(accounts.race[(o.call - 1) // 2], []).append(o.outcome)
@@ -205,6 +212,20 @@ def test_two_racing_calls_the_over_limit_one_refused_before_the_answer(
     assert far.counts().get("answered", 0) == N, far.describe()
     for acct in accounts.race:
         assert_no_channels_left(fs_target, acct)
+
+
+def invites_sent(trace: Path) -> dict[int, float]:
+    """sipp's -trace_msg: when each call's INVITE was first sent (call number -> epoch s)."""
+    sent: dict[int, float] = {}
+    text = trace.read_text(errors="replace")
+    for block in re.split(r"(?:^|\n)-{20,} ", text):
+        stamp, _, message = block.partition("\n")
+        if not message.startswith("UDP message sent") or "\nINVITE " not in message:
+            continue
+        m = re.search(r"^From: .*;tag=\d+SIPpTag00(\d+)", message, re.M)
+        if m:
+            sent.setdefault(int(m.group(1)), datetime.fromisoformat(stamp.strip()).timestamp())
+    return sent
 
 
 def far_done(uas: Sipp) -> bool:
