@@ -178,13 +178,13 @@ def test_the_rate_gate_reopens_with_time(guard: GuardProcess, fs_target: Target,
 def test_two_racing_calls_the_over_limit_one_refused_before_the_answer(
         guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
         place_calls: PlaceCalls, sipp_dir: Path) -> None:
-    """20 accounts with max_concurrent_calls = 1 each send two calls about 5 ms apart (pairs
+    """20 accounts with max_concurrent_calls = 1 each send two calls about 2 ms apart (pairs
     100 ms apart: uac_race.xml, the account and start delay of each call from a CSV) to
     extension 9009, a bridge to a UAS that answers 100 ms after the INVITE with no 180/183.
     Of each pair exactly one is answered and held, the other gets a 4xx/6xx final, and the far
     end answers exactly one call per pair: the over-limit one was refused before the answer."""
     csv = sipp_dir / "race_accounts.csv"
-    csv.write_text("SEQUENTIAL\n" + "".join(f"{a};{k * 100};\n{a};{k * 100 + 4};\n"
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{a};{k * 100};\n{a};{k * 100 + 1};\n"
                                            for k, a in enumerate(accounts.race)))
     uas = Sipp.uas("race_uas", RACE_UAS[0], local_ip=fs_target.sipp_ip, workdir=sipp_dir,
                    calls=2 * N, port=RACE_UAS[1], timeout=60).start()
