@@ -506,13 +506,9 @@ class Guard:
         realm that is not an active lock, e.g. of a lock that expired or was unlocked while
         esl-guard or its link was down (:func:`esl_guard.policy.stale_hash_keys`)."""
         realm = self.config.lock_realm
-        try:
-            reply = link.api(f"hash_dump db {realm}")
-        except ESLError as exc:
-            syslog.warning("node %s: cannot list the lock realm %s (hash_dump): %s; entries of "
-                           "ended locks stay until their expiry", link.name, realm, exc)
+        entries = self._hash_entries(link, realm, "the lock realm", "entries of ended locks")
+        if entries is None:
             return
-        entries = parse_hash_dump(reply.body, realm)
         for key in stale_hash_keys(entries, self.tracker.locks, self.wall(), self.locks_known):
             syslog.info("node %s: deleting the stale lock entry %s/%s (%s)", link.name, realm,
                         describe_account(key), entries[key])
@@ -556,34 +552,35 @@ class Guard:
         return event_filters(self.config.account_variable)
 
     def _push_gates(self) -> None:
-        """Push the accounts whose gate changed (policy.gate) into every connected node: an
-        insert for a gate, a delete for a gate gone.  Called right after the event that changed
-        it (a call's end: before anything else), in order on each link's connection."""
+        """Push the gates that changed (policy.gate; the tracker keys them by
+        :func:`~esl_guard.policy.gate_key`: ``ACCOUNT``, ``ACCOUNT:CLASS``) into every
+        connected node: an insert for a gate, a delete for a gate gone.  Called right after the
+        event that changed it (a call's end: before anything else), in order on each link."""
         gates = self.tracker.gates
-        for account in self.tracker.take_gate_changes():
-            gate = gates.get(account)
+        for key in self.tracker.take_gate_changes():
+            gate = gates.get(key)
             for link in self.links.values():
                 if gate is None:
-                    self._gate_delete(link, account)
+                    self._gate_delete(link, key)
                 else:
-                    self._gate_insert(link, account)
+                    self._gate_insert(link, key)
 
-    def _gate_insert(self, link: NodeLink, account: str) -> None:
-        gate = self.tracker.gates.get(account)
+    def _gate_insert(self, link: NodeLink, key: str) -> None:
+        gate = self.tracker.gates.get(key)
         if gate is None or not link.connected:
             return  # pushed again on (re)connect
-        if not is_safe_account(account):
+        if not _safe_gate_key(key):
             self.metrics.bad_input.labels("unsafe_account").inc()
             return  # its calls are still refused by esl-guard itself
         value = gate_value(gate, self.clock(), self.wall())
-        self._send_watched(link, f"hash insert/{gate_realm(self.config.lock_realm)}/{account}/"
-                           f"{value}", "hash insert", account)
+        self._send_watched(link, f"hash insert/{gate_realm(self.config.lock_realm)}/{key}/"
+                           f"{value}", "hash insert", key)
 
-    def _gate_delete(self, link: NodeLink, account: str) -> None:
-        if not link.connected or not is_safe_account(account):
+    def _gate_delete(self, link: NodeLink, key: str) -> None:
+        if not link.connected or not _safe_gate_key(key):
             return
-        self._send_watched(link, f"hash delete/{gate_realm(self.config.lock_realm)}/{account}",
-                           "hash delete", account)
+        self._send_watched(link, f"hash delete/{gate_realm(self.config.lock_realm)}/{key}",
+                           "hash delete", key)
 
     def _push_all_gates(self, link: NodeLink) -> None:
         for account in list(self.tracker.gates):
@@ -600,15 +597,21 @@ class Guard:
         """After a connect (the gates were just pushed): delete every entry of the gate realm
         that is not a gate now (:func:`esl_guard.policy.stale_gate_keys`)."""
         realm = gate_realm(self.config.lock_realm)
+        entries = self._hash_entries(link, realm, "the admission realm", "stale entries")
+        for key in stale_gate_keys(entries or {}, self.tracker.gates):
+            self._gate_delete(link, key)
+
+    @staticmethod
+    def _hash_entries(link: NodeLink, realm: str, what: str,
+                      left: str) -> dict[str, str] | None:
+        """The entries of a mod_hash realm on a node (``hash_dump``), None if it cannot say."""
         try:
             reply = link.api(f"hash_dump db {realm}")
         except ESLError as exc:
-            syslog.warning("node %s: cannot list the admission realm %s (hash_dump): %s; stale "
-                           "entries stay until their expiry", link.name, realm, exc)
-            return
-        entries = parse_hash_dump(reply.body, realm)
-        for key in stale_gate_keys(entries, self.tracker.gates):
-            self._gate_delete(link, key)
+            syslog.warning("node %s: cannot list %s %s (hash_dump): %s; %s stay until their "
+                           "expiry", link.name, what, realm, exc, left)
+            return None
+        return parse_hash_dump(reply.body, realm)
 
     # ------------------------------------------------------------------ locks from the DB
     def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = ()) -> None:
@@ -736,3 +739,9 @@ class Guard:
         if key not in self._warned:
             self._warned.add(key)
             syslog.warning(message)
+
+
+def _safe_gate_key(key: str) -> bool:
+    """A gate key may go into a ``hash`` command: ``ACCOUNT`` or ``ACCOUNT:CLASS``, each part
+    safe (:func:`esl_guard.safety.is_safe_account`; ``:`` is in no account code)."""
+    return all(is_safe_account(part) for part in key.split(":", 1))

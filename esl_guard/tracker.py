@@ -198,9 +198,10 @@ class Tracker:
         self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
-        #: The admission gate (policy.gate): accounts whose next call the dialplan refuses,
-        #: the accounts whose gate changed since the service last pushed them into FreeSWITCH
-        #: (newest last; the service drains it), and when rate gates reopen (monotonic).
+        #: The admission gate (policy.gate): the gates in force, keyed by their mod_hash key
+        #: (``gate_key``: ``ACCOUNT``; ``ACCOUNT:CLASS`` for destination classes), the keys
+        #: whose gate changed since the service last pushed them into FreeSWITCH (newest
+        #: last; the service drains it), and when rate gates reopen (monotonic).
         self.gates: dict[str, Gate] = {}
         self.gate_changes: list[str] = []
         self._gate_timers: list[tuple[float, str]] = []

@@ -77,6 +77,12 @@ def channel_uuids(target: Target, account: str) -> list[str]:
     return [row["uuid"] for row in doc.get("rows", []) if row.get("accountcode") == account]
 
 
+def assert_admitted(place_calls: PlaceCalls, name: str, account: str, hold_ms: int) -> None:
+    """One call of `account` to 9001: answered and held to its end by the caller."""
+    res = place_calls(name, account, dest="9001", calls=1, hold_ms=hold_ms).run()
+    assert res.counts() == {"caller_bye": 1}, res.describe()
+
+
 def final_codes(res: SippResult) -> Counter[str]:
     return Counter(o.code for o in res.outcomes if o.outcome == "rejected")
 
@@ -129,16 +135,14 @@ def test_an_account_at_its_concurrency_limit_is_refused_before_the_answer(
     eslsock.api(fs_target, f"uuid_kill {uuid} NORMAL_CLEARING")
     assert held.wait().counts() == {"remote_bye": 1}
     eslsock.poll(lambda: gate(fs_target, acct) is None, 10, what="the gate to open")
-    after = place_calls("after", acct, dest="9001", calls=1, hold_ms=1000).run()
-    assert after.counts() == {"caller_bye": 1}, after.describe()
+    assert_admitted(place_calls, "after", acct, 1000)
 
 
 def test_an_account_over_its_rate_is_refused_before_the_answer(
         guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
         place_calls: PlaceCalls, sipp_dir: Path) -> None:
     acct = accounts.rate
-    first = place_calls("first", acct, dest="9001", calls=1, hold_ms=1000).run()
-    assert first.counts() == {"caller_bye": 1}, first.describe()
+    assert_admitted(place_calls, "first", acct, 1000)
     value = eslsock.poll(lambda: gate(fs_target, acct), 15, what=f"the gate of {acct}")
     assert value.startswith("rate:"), value
     refuse_everywhere(place_calls, sipp_dir, fs_target, "rate", acct, {"503", "603"})
@@ -164,15 +168,13 @@ def test_the_rate_gate_reopens_with_time(guard: GuardProcess, fs_target: Target,
     """max_call_rate = 1/3s: the second call is refused; once the window reopened (the gate
     is deleted by esl-guard's timer), the next call is admitted."""
     acct = accounts.reopen
-    first = place_calls("first", acct, dest="9001", calls=1, hold_ms=500).run()
-    assert first.counts() == {"caller_bye": 1}, first.describe()
+    assert_admitted(place_calls, "first", acct, 500)
     eslsock.poll(lambda: gate(fs_target, acct), 10, what=f"the gate of {acct}")
     second = place_calls("second", acct, scenario="uac_locked.xml", dest="9001", calls=1,
                          hold_ms=3000).run()
     assert second.counts() == {"rejected": 1}, second.describe()
     eslsock.poll(lambda: gate(fs_target, acct) is None, 15, what="the rate gate to reopen")
-    third = place_calls("third", acct, dest="9001", calls=1, hold_ms=500).run()
-    assert third.counts() == {"caller_bye": 1}, third.describe()
+    assert_admitted(place_calls, "third", acct, 500)
 
 
 def test_two_racing_calls_the_over_limit_one_refused_before_the_answer(
