@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from esl_guard.config import load_config
 from esl_guard.events import CALL_EVENTS, EXECUTE_EVENTS, EventDecoder, event_name, execute_wanted
 from esl_guard.frames import FrameReader
-from esl_guard.model import ActionKind, CallEvent, Limits, Lock, Rate, Rule
+from esl_guard.model import Action, ActionKind, CallEvent, Limits, Lock, Rate, Rule
 from esl_guard.policy import (
     GATE_TTL,
     AccountView,
@@ -22,9 +23,10 @@ from esl_guard.policy import (
     parse_hash_dump,
     stale_gate_keys,
 )
+from esl_guard.service import Guard
 from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.tracker import Tracker
-from tests.harness import Harness, wait_for
+from tests.harness import Harness, node_section, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esl"
 WALL = 1_800_000_000.0
@@ -273,3 +275,42 @@ def test_the_daemon_pushes_the_gate_and_clears_it_when_a_call_ends(
     assert wait_for(lambda: gate_in_fs(fs, "acme") is not None, timeout=10)
     assert h.stop() == 0
     assert gate_in_fs(fs, "acme") is None, "a stopped daemon leaves no refusal behind"
+
+
+def test_the_daemon_refuses_on_the_set_over_tcp(tmp_path: Path, fs: FakeFreeSWITCH) -> None:
+    """The real daemon, over TCP, fed the real bytes its subscription got from the switch
+    (plain_answer_now_filtered.bin): with acct1 at its limit (0), the hangup is decided on the
+    set's CHANNEL_EXECUTE_COMPLETE, the first event carrying the account, before any ANSWER."""
+    conf = tmp_path / "guard.conf"
+    conf.write_text(node_section(fs, resync_interval="1h")
+                    + f"[database]\nurl = sqlite:///{tmp_path / 'g.db'}\n[policy]\n"
+                    "[account:acct1]\nmax_concurrent_calls = 0\n")
+    conf.chmod(0o600)
+    guard = Guard(load_config(conf))
+    seen: list[str] = []
+    decided: list[str] = []
+    live_event, live_dispatch = guard.node_event, guard.dispatch
+
+    def node_event(node: str, name: str, body: bytes) -> None:
+        seen.append(name)
+        live_event(node, name, body)
+
+    def dispatch(actions: list[Action], t0: float | None = None) -> None:
+        if any(a.kind is ActionKind.HANGUP for a in actions):
+            decided.append(seen[-1])
+        live_dispatch(actions, t0)
+
+    guard.node_event = node_event  # type: ignore[method-assign]
+    guard.dispatch = dispatch  # type: ignore[method-assign]
+    guard.start()
+    try:
+        assert wait_for(lambda: guard.sync["default"].ok, timeout=10)
+        assert any(c.startswith("filter Application-Data") for c in fs.commands)
+        bodies = [body for _, body in capture("plain_answer_now_filtered.bin")]
+        fs.send_raw(b"".join(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%b"
+                             % (len(b), b) for b in bodies))
+        assert wait_for(lambda: any(c.startswith("api uuid_kill") for c in fs.commands))
+    finally:
+        guard.stop()
+    assert decided == ["CHANNEL_EXECUTE_COMPLETE"]
+    assert "CHANNEL_ANSWER" not in seen[:seen.index("CHANNEL_EXECUTE_COMPLETE")]
