@@ -23,7 +23,7 @@ from bench import sender, stream
 from bench.stream import NODE, OVER_ACCOUNT, PASSWORD
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import GuardESL
-from esl_guard.events import CALL_EVENTS, SUBSCRIPTION, event_filters
+from esl_guard.events import CALL_EVENTS, SUBSCRIPTION
 from esl_guard.node import NodeLink
 from esl_guard.service import Guard
 
@@ -133,9 +133,8 @@ def stop(guard: BenchGuard) -> None:
         conn.sock_file.close()
 
 
-#: The daemon's last command before it follows events: its last event filter (the sender starts
-#: once it has answered it, so the filter replies are not stuck behind the stream).
-DAEMON_READY = f"filter {event_filters('accountcode')[-1]}"
+#: The daemon's last command before it follows events (its event filters come before it).
+DAEMON_READY = "event plain"
 
 
 def daemon_throughput(snd: SenderProcess, passes: int,

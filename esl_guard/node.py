@@ -132,15 +132,15 @@ class NodeLink:
                         on_close=self._on_close)
         self.conn = conn
         conn.connect()
-        reply = conn.send(f"event plain {SUBSCRIPTION}")
-        if not reply.ok:
-            conn.close("subscription refused")
-            raise ESLError(f"event subscription refused: {reply.text}")
-        for line in self.owner.event_filters():
+        for line in self.owner.event_filters():  # before the subscription: no event unfiltered
             reply = conn.send(f"filter {line}")
             if not reply.ok:
                 conn.close("event filter refused")
                 raise ESLError(f"event filter refused: {reply.text}")
+        reply = conn.send(f"event plain {SUBSCRIPTION}")
+        if not reply.ok:
+            conn.close("subscription refused")
+            raise ESLError(f"event subscription refused: {reply.text}")
         conn.last_rx = gevent.get_hub().loop.now()
         self.connected = True
         self.connected_since = time.time()
