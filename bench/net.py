@@ -133,9 +133,13 @@ def stop(guard: BenchGuard) -> None:
         conn.sock_file.close()
 
 
+#: The daemon's last command before it follows events (its event filters come before it).
+DAEMON_READY = "event plain"
+
+
 def daemon_throughput(snd: SenderProcess, passes: int,
                       guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
-    port = snd.start("blast", passes=passes, trigger="event plain")
+    port = snd.start("blast", passes=passes, trigger=DAEMON_READY)
     guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:
@@ -208,7 +212,7 @@ def raw_throughput(snd: SenderProcess, passes: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- latency
 def latency(snd: SenderProcess, seconds: float, rate: float,
             guard_class: type[BenchGuard] | None = None) -> dict[str, Any]:
-    port = snd.start("latency", seconds=seconds, rate=rate, trigger="event plain")
+    port = snd.start("latency", seconds=seconds, rate=rate, trigger=DAEMON_READY)
     guard = (guard_class or BenchGuard)(bench_config(port))
     guard.start()
     try:

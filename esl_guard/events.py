@@ -14,19 +14,53 @@ from esl_guard.model import CallEvent
 
 #: Events the daemon subscribes to.  CHANNEL_PROGRESS(_MEDIA) carry a dialplan-set account on a
 #: ringing call before it is answered; HANGUP and HANGUP_COMPLETE both end a call (whichever
-#: comes first; a peer may send only one of them).
+#: comes first; a peer may send only one of them).  CHANNEL_EXECUTE(_COMPLETE): when the dialplan
+#: sets the account and the far end answers at once (200, no 180/183), the A-leg emits no
+#: CHANNEL_PROGRESS; its only events carrying the account before CHANNEL_ANSWER are the
+#: CHANNEL_EXECUTE_COMPLETE of that `set` and the CHANNEL_EXECUTE of the `bridge`
+#: (tests/fixtures/esl/plain_answer_now.bin); :func:`event_filters` lets only those through.
 CALL_EVENTS = frozenset({
     "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
+    "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE",
 })
 END_EVENTS = frozenset({"CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY"})
 #: Not BACKGROUND_JOB: FreeSWITCH sends every client's bgapi result to every listener subscribed
 #: to it (seen on 1.10.12), e.g. another tool's 19 MB `bgapi show channels as json`.
-SUBSCRIPTION = (
-    "CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_HANGUP "
-    "CHANNEL_HANGUP_COMPLETE HEARTBEAT"
-)
+_BASE_EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+                "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "HEARTBEAT")
+SUBSCRIPTION = " ".join((*_BASE_EVENTS, "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE"))
 
+
+
+def event_filters(account_variable: str) -> list[str]:
+    """The ``filter`` commands sent after the subscription, so that of all the dialplan's
+    CHANNEL_EXECUTE(_COMPLETE) events only those that can carry a call's account first reach
+    esl-guard: the `set`/`export` of the account variable (its _COMPLETE carries the account)
+    and the `bridge` (its CHANNEL_EXECUTE carries an account set any other way, before the far
+    end is called).  mod_event_socket sends an event when any filter matches (``/.../`` is a
+    regex), so the other subscribed events get one filter on their Event-Name.
+    ``account_variable`` is a plain name (letters, digits, ``_``: the conf checks it)."""
+    return [f"Event-Name /^({'|'.join(_BASE_EVENTS)})$/",
+            f"Application-Data /^(nolocal:)?{account_variable}=/",
+            "Application bridge"]
+
+
+EXECUTE_EVENTS = frozenset({"CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE"})
+
+
+def execute_wanted(body: bytes, end: int, account_variable: str) -> bool:
+    """Whether a CHANNEL_EXECUTE(_COMPLETE) passes :func:`event_filters` (the replay of an
+    ``event plain ALL`` capture applies them as FreeSWITCH would)."""
+    if raw_value(body, _APPLICATION, end) == b"bridge":
+        return True
+    data = header_value(body, _APPLICATION_DATA, end) or ""
+    data = data.removeprefix("nolocal:")
+    return data.startswith(account_variable + "=")
+
+
+_APPLICATION = b"\nApplication: "
+_APPLICATION_DATA = b"\nApplication-Data: "
 _EVENT_NAME = b"Event-Name: "
 _UNIQUE_ID = b"\nUnique-ID: "
 _DIRECTION = b"\nCall-Direction: "

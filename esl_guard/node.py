@@ -50,6 +50,7 @@ class NodeOwner(Protocol):
     def node_event(self, node: str, name: str, body: bytes) -> None: ...
     def node_connected(self, link: NodeLink) -> None: ...
     def node_disconnected(self, link: NodeLink, reason: str) -> None: ...
+    def event_filters(self) -> list[str]: ...
 
 
 class NodeLink:
@@ -139,6 +140,11 @@ class NodeLink:
         # knows whether the switch restarted.
         core = conn.send("api global_getvar core_uuid").body.strip()
         self.core_uuid = core if is_uuid(core) else None
+        for line in self.owner.event_filters():  # before the subscription: no event unfiltered
+            reply = conn.send(f"filter {line}")
+            if not reply.ok:
+                conn.close("event filter refused")
+                raise ESLError(f"event filter refused: {reply.text}")
         reply = conn.send(f"event plain {SUBSCRIPTION}")
         if not reply.ok:
             conn.close("subscription refused")
@@ -149,6 +155,24 @@ class NodeLink:
         self.last_error = None
         log.info("node %s: connected to %s:%s", self.name, self.cfg.host, self.cfg.port)
         self.owner.node_connected(self)
+
+    def set_filters(self, old: list[str], new: list[str]) -> None:
+        """Replace the connection's event filters ``old`` by ``new`` (a reload changed them);
+        a connection made later sends ``new`` itself."""
+        conn = self.conn
+        if conn is None or not self.connected or old == new:
+            return
+        try:
+            for line in new:
+                if line not in old:
+                    conn.send_nowait(f"filter {line}")
+            for line in old:
+                if line not in new:
+                    conn.send_nowait(f"filter delete {line}")
+        except ESLError as exc:
+            log.warning("node %s: cannot change the event filters (%s): reconnecting", self.name,
+                        exc)
+            conn.close("event filters")
 
     def _serve(self) -> None:
         """Wait for the connection to end, watching for silence (half-open connections)."""

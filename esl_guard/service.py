@@ -21,13 +21,23 @@ from gevent.event import AsyncResult
 from esl_guard.cluster import decision_id, lock_id_for
 from esl_guard.config import Config, NodeConfig
 from esl_guard.esl import ESLError, Reply
-from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, header_end, unique_id
+from esl_guard.events import (
+    CALL_EVENTS,
+    EventDecoder,
+    LazyEvent,
+    event_filters,
+    header_end,
+    unique_id,
+)
 from esl_guard.logsummary import RefusalSummary, Summary
 from esl_guard.metrics import Metrics
 from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, Rule, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
+    GATE_REFRESH,
     ended_horizon,
+    gate_realm,
+    gate_value,
     hash_value,
     needs_answer_time,
     node_lost,
@@ -36,6 +46,7 @@ from esl_guard.policy import (
     reconcile_locks,
     restarted,
     restored_windows,
+    stale_gate_keys,
     stale_hash_keys,
 )
 from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
@@ -118,6 +129,7 @@ class Guard:
         self.locks_known = False
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
+        self._gates_refreshed = clock()
         self._warned: set[str] = set()
         self.refusals = RefusalSummary(REFUSAL_LOG_PERIOD)
         # Gauges computed when scraped, so they are never stale.
@@ -158,6 +170,8 @@ class Guard:
         self._stopping = True
         self._log_refusals(self.refusals.flush(self.clock()))
         for link in self.links.values():
+            for account in list(self.tracker.gates):  # a stopped daemon refuses nothing
+                self._gate_delete(link, account)
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
 
@@ -174,11 +188,15 @@ class Guard:
         self.dispatch(self.tracker.tick(now))
         self._log_refusals(self.refusals.due(now))
         self._store_minutes(now)
+        if now >= self._gates_refreshed + GATE_REFRESH:
+            self._gates_refreshed = now
+            self._refresh_gates()
         for name, st in self.sync.items():
             link = self.links.get(name)
             if link is not None and node_lost(st.down_since, now, link.cfg.node_lost_after):
                 st.down_since = None
                 n = self.tracker.forget_node(name, now)
+                self._push_gates()
                 syslog.warning("node %s: unreachable for %gs (node_lost_after): its %d calls no "
                                "longer count against account limits until it is back",
                                name, link.cfg.node_lost_after, n)
@@ -212,6 +230,8 @@ class Guard:
         tracker = self.tracker
         now = self.clock()
         if tracker.known_event(node, name, uuid, now):  # most events: nothing else to decode
+            if tracker.gate_changes:  # a call ended: the dialplan may admit the next one now
+                self._push_gates()
             return
         if not is_uuid(uuid):  # a new call: its uuid will go into uuid_kill
             self.metrics.bad_input.labels("bad_uuid").inc()
@@ -222,6 +242,8 @@ class Guard:
         actions = tracker.on_event(ev, now)
         if actions:
             self.dispatch(actions, t0)
+        elif tracker.gate_changes:
+            self._push_gates()
 
     # ------------------------------------------------------------------ node callbacks
     def node_connected(self, link: NodeLink) -> None:
@@ -231,6 +253,8 @@ class Guard:
         if self.active:
             self._push_all_locks(link)
             self._spawn(self._delete_stale_hash, link)
+            self._push_all_gates(link)
+            self._spawn(self._delete_stale_gates, link)
         st = self.sync[link.name]
         if restarted(st.core_uuid, link.core_uuid):
             n = self.tracker.forget_node(link.name, self.clock())
@@ -403,6 +427,8 @@ class Guard:
                 killed = True
         if killed and t0 is not None:
             self.metrics.latency.observe(time.perf_counter() - t0)
+        if self.tracker.gate_changes:
+            self._push_gates()
         for action in actions:
             if action.extra.get("restored"):  # an earlier run's lock: into FreeSWITCH only
                 for link in self.links.values():
@@ -478,6 +504,8 @@ class Guard:
             if link.connected:
                 self._push_all_locks(link)
                 self._spawn(self._delete_stale_hash, link)
+                self._push_all_gates(link)
+                self._spawn(self._delete_stale_gates, link)
                 actions += self.tracker.due_deferred(name, now)
         kills = sum(1 for a in actions if a.kind is ActionKind.HANGUP)
         syslog.warning("takeover: %d locks pushed, %d calls over their limits hung up",
@@ -625,13 +653,9 @@ class Guard:
         realm that is not an active lock, e.g. of a lock that expired or was unlocked while
         esl-guard or its link was down (:func:`esl_guard.policy.stale_hash_keys`)."""
         realm = self.config.lock_realm
-        try:
-            reply = link.api(f"hash_dump db {realm}")
-        except ESLError as exc:
-            syslog.warning("node %s: cannot list the lock realm %s (hash_dump): %s; entries of "
-                           "ended locks stay until their expiry", link.name, realm, exc)
+        entries = self._hash_entries(link, realm, "the lock realm", "entries of ended locks")
+        if entries is None:
             return
-        entries = parse_hash_dump(reply.body, realm)
         for key in stale_hash_keys(entries, self.tracker.locks, self.wall(), self.locks_known):
             syslog.info("node %s: deleting the stale lock entry %s/%s (%s)", link.name, realm,
                         describe_account(key), entries[key])
@@ -668,6 +692,78 @@ class Guard:
         for lock in list(self.tracker.locks.values()):
             if self.tracker.is_locked(lock.account):
                 self._push_lock(link, lock.account, lock.until_wall)
+
+    # ------------------------------------------------------------------ the admission gate
+    def event_filters(self) -> list[str]:
+        """The ESL ``filter`` lines a node's link sends after subscribing."""
+        return event_filters(self.config.account_variable)
+
+    def _push_gates(self) -> None:
+        """Push the gates that changed (policy.gate; the tracker keys them by
+        :func:`~esl_guard.policy.gate_key`: ``ACCOUNT``, ``ACCOUNT:CLASS``) into every
+        connected node: an insert for a gate, a delete for a gate gone.  Called right after the
+        event that changed it (a call's end: before anything else), in order on each link."""
+        gates = self.tracker.gates
+        changes = self.tracker.take_gate_changes()
+        if not self.active:  # a standby pushes nothing (issue 14); a takeover pushes them all
+            return
+        for key in changes:
+            gate = gates.get(key)
+            for link in self.links.values():
+                if gate is None:
+                    self._gate_delete(link, key)
+                else:
+                    self._gate_insert(link, key)
+
+    def _gate_insert(self, link: NodeLink, key: str) -> None:
+        gate = self.tracker.gates.get(key)
+        if gate is None or not link.connected:
+            return  # pushed again on (re)connect
+        if not _safe_gate_key(key):
+            self.metrics.bad_input.labels("unsafe_account").inc()
+            return  # its calls are still refused by esl-guard itself
+        value = gate_value(gate, self.clock(), self.wall())
+        self._send_watched(link, f"hash insert/{gate_realm(self.config.lock_realm)}/{key}/"
+                           f"{value}", "hash insert", key)
+
+    def _gate_delete(self, link: NodeLink, key: str) -> None:
+        if not link.connected or not _safe_gate_key(key):
+            return
+        self._send_watched(link, f"hash delete/{gate_realm(self.config.lock_realm)}/{key}",
+                           "hash delete", key)
+
+    def _push_all_gates(self, link: NodeLink) -> None:
+        for account in list(self.tracker.gates):
+            self._gate_insert(link, account)
+
+    def _refresh_gates(self) -> None:
+        """Busy gates expire in FreeSWITCH (GATE_TTL) unless pushed again: push them."""
+        if not self.active:
+            return
+        for account, gate in list(self.tracker.gates.items()):
+            if gate.reopens is None:
+                for link in self.links.values():
+                    self._gate_insert(link, account)
+
+    def _delete_stale_gates(self, link: NodeLink) -> None:
+        """After a connect (the gates were just pushed): delete every entry of the gate realm
+        that is not a gate now (:func:`esl_guard.policy.stale_gate_keys`)."""
+        realm = gate_realm(self.config.lock_realm)
+        entries = self._hash_entries(link, realm, "the admission realm", "stale entries")
+        for key in stale_gate_keys(entries or {}, self.tracker.gates):
+            self._gate_delete(link, key)
+
+    @staticmethod
+    def _hash_entries(link: NodeLink, realm: str, what: str,
+                      left: str) -> dict[str, str] | None:
+        """The entries of a mod_hash realm on a node (``hash_dump``), None if it cannot say."""
+        try:
+            reply = link.api(f"hash_dump db {realm}")
+        except ESLError as exc:
+            syslog.warning("node %s: cannot list %s %s (hash_dump): %s; %s stay until their "
+                           "expiry", link.name, what, realm, exc, left)
+            return None
+        return parse_hash_dump(reply.body, realm)
 
     # ------------------------------------------------------------------ locks from the DB
     def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = (), *,
@@ -746,7 +842,10 @@ class Guard:
 
     # ------------------------------------------------------------------ reload
     def reload(self, config: Config) -> None:
+        old_filters = self.event_filters()
         self.config = config
+        for each in self.links.values():  # a new account_variable: new event filters
+            each.set_filters(old_filters, self.event_filters())
         self._set_ended_memory(config)
         self.tracker.limits_for = config.limits_for
         self.tracker.destinations = config.destinations
@@ -810,3 +909,9 @@ def _lock_id(account: str, trigger: str) -> str:
     """A lock's id: deterministic from the violation that took it (issue 14), random for one
     without a call."""
     return lock_id_for(account, trigger) if trigger else str(uuidlib.uuid4())
+
+
+def _safe_gate_key(key: str) -> bool:
+    """A gate key may go into a ``hash`` command: ``ACCOUNT`` or ``ACCOUNT:CLASS``, each part
+    safe (:func:`esl_guard.safety.is_safe_account`; ``:`` is in no account code)."""
+    return all(is_safe_account(part) for part in key.split(":", 1))

@@ -51,6 +51,7 @@ from esl_guard.policy import (
     uses_recent,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
+from esl_guard.policy.gate import Gate, next_call_gate
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 from esl_guard.usage import AccountState, ClassState, Usage
 
@@ -195,6 +196,14 @@ class Tracker(ClassesMixin):
         self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
+        #: The admission gate (policy.gate): the gates in force, keyed by their mod_hash key
+        #: (``gate_key``: ``ACCOUNT``; ``ACCOUNT:CLASS`` for destination classes), the keys
+        #: whose gate changed since the service last pushed them into FreeSWITCH (newest
+        #: last; the service drains it), and when rate gates reopen (monotonic).
+        self.gates: dict[str, Gate] = {}
+        self.gate_changes: list[str] = []
+        self._gate_timers: list[tuple[float, str]] = []
+        self._regate_soon: set[str] = set()
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -330,6 +339,47 @@ class Tracker(ClassesMixin):
                 self._record_minutes(call, st, call.answered, now)
             if not st.calls:
                 self._went_idle(st, now)
+            if st.name in self.gates:  # a slot is free: the dialplan may admit its next call
+                self._regate(st.name, now)
+
+    # ------------------------------------------------------------------ admission gate
+    def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
+        """Decide again whether the account's next call is refused by the dialplan
+        (:func:`esl_guard.policy.gate.next_call_gate`); a change is queued for the service to
+        push (:attr:`gate_changes`)."""
+        if limits is None:
+            limits = self.limits_for(account)
+        old = self.gates.get(account)
+        if old is None and limits.max_call_rate is None and limits.max_concurrent_calls is None:
+            return
+        gate = next_call_gate(self.view(account), limits, now, self.wall_clock())
+        if gate == old:
+            return
+        if gate is None:
+            del self.gates[account]
+        else:
+            self.gates[account] = gate
+            if gate.reopens is not None:
+                heapq.heappush(self._gate_timers, (gate.reopens, account))
+        self.gate_changes.append(account)
+
+    def regate_all(self, now: float) -> None:
+        """Every account's gate again (a reload changed the limits)."""
+        for account in sorted(self.accounts.keys() | self.gates.keys()):
+            self._regate(account, now)
+
+    def take_gate_changes(self) -> list[str]:
+        """The accounts whose gate changed since the last call, each once, oldest first."""
+        changes, self.gate_changes = self.gate_changes, []
+        return list(dict.fromkeys(changes))
+
+    def _reopen_gates(self, now: float) -> None:
+        timers = self._gate_timers
+        while timers and timers[0][0] <= now:
+            at, account = heapq.heappop(timers)
+            gate = self.gates.get(account)
+            if gate is not None and gate.reopens == at:
+                self._regate(account, now)
 
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None,
@@ -374,6 +424,7 @@ class Tracker(ClassesMixin):
         if verdict is not None:
             actions += self._apply(call, verdict, vlimits, now, facts)
             if not limits.dry_run:
+                self._regate(st.name, now, limits)  # its attempt may have filled the window
                 return tag(call, actions)
             # dry run: the call goes on, so it counts and its duration timer runs
         call.inbound = inbound
@@ -505,6 +556,7 @@ class Tracker(ClassesMixin):
             cst.calls.add(call)
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
+        self._regate(st.name, now)
 
     def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None:
         del calls[call.uuid]
@@ -627,6 +679,8 @@ class Tracker(ClassesMixin):
         call.counted = False
         call.doomed = True
         self._disarm(call)
+        if call.account in self.gates:  # no clock here: the next tick decides it again
+            self._regate_soon.add(call.account)
         lock = self.locks[call.account]
         return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
                       cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
@@ -750,6 +804,12 @@ class Tracker(ClassesMixin):
         for usages in self._budgets.due(now):
             for usage in usages:
                 actions.extend(self._budget_due(usage, now))
+        if self._gate_timers and self._gate_timers[0][0] <= now:
+            self._reopen_gates(now)
+        if self._regate_soon:
+            for account in sorted(self._regate_soon):
+                self._regate(account, now)
+            self._regate_soon.clear()
         wall = self.wall_clock()
         lock_timers = self._lock_timers
         while lock_timers and lock_timers[0][0] <= wall:
@@ -801,6 +861,7 @@ class Tracker(ClassesMixin):
                     actions.append(self._refuse_locked(call, limits))
                     continue
                 self._arm_duration(call, now)
+        self.regate_all(now)
         return actions
 
     # ------------------------------------------------------------------ resync

@@ -61,6 +61,7 @@ PENDING: dict[str, str] = {
 NODES = ("n1", "n2")
 ACCOUNTS = ("acme", "bob")
 REALM = "esl_guard"
+GATE_REALM = f"admit_{REALM}"  # the admission gate (issue 12), a realm of its own
 DOWN_BOUND = 120.0  # item 1: a disconnected node's calls stop counting within this
 EARLY = 1.0         # item 8: an answer time known from a resync is right to the second
 TICK_SLACK = 0.2    # duration timers fire within 0.1 s (+ the tick) of their deadline
@@ -189,6 +190,7 @@ class Switch:
         self.calls: dict[str, SCall] = {}
         self.ended: dict[str, SCall] = {}
         self.hash: dict[str, dict[str, str]] = {n: {} for n in NODES}
+        self.gates: dict[str, dict[str, str]] = {n: {} for n in NODES}
         self.kills: list[Kill] = []
         # Per node, the channel lists since the guard's last connect, oldest first: a lagging
         # answer is one of them (only changes whose events the guard was sent).
@@ -227,6 +229,9 @@ class FakeLink:
     def stop(self) -> None:
         self.connected = False
         self.fail_held()
+
+    def set_filters(self, old: list[str], new: list[str]) -> None:
+        pass  # the model's events are already the filtered ones
 
     def fail_held(self) -> None:
         if self.held is not None:
@@ -390,15 +395,20 @@ class GuardModel(RuleBasedStateMachine):
             self.sw.kills.append(Kill(node, uuid, call.account, self.step, self.may_kill(call)))
             call.killed = True
             return "+OK\n"
+        realms = {REALM: self.sw.hash[node], GATE_REALM: self.sw.gates[node]}
         if verb == "hash":
             parts = rest.split("/")
-            if parts[0] == "insert":
-                self.sw.hash[node][parts[2]] = parts[3]
-            elif parts[0] == "delete":
-                self.sw.hash[node].pop(parts[2], None)
-            return "+OK\n"
-        if verb == "hash_dump" and rest == f"db {REALM}":  # as mod_hash prints it (hash_dump.bin)
-            lines = [f"D/{REALM}_{key}/{value}\n" for key, value in self.sw.hash[node].items()]
+            table = realms.get(parts[1]) if len(parts) > 2 else None
+            if table is not None and parts[0] == "insert":
+                table[parts[2]] = parts[3]
+                return "+OK\n"
+            if table is not None and parts[0] == "delete":
+                table.pop(parts[2], None)
+                return "+OK\n"
+        if verb == "hash_dump" and rest[3:] in realms and rest.startswith("db "):
+            # as mod_hash prints it (hash_dump.bin)
+            realm = rest[3:]
+            lines = [f"D/{realm}_{key}/{value}\n" for key, value in realms[realm].items()]
             return "".join(lines) or "-ERR no reply\n"
         self.problems.append(f"unexpected command {command!r}")
         return "-ERR unknown command\n"

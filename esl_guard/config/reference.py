@@ -99,7 +99,9 @@ SHOWN: dict[str, Shown] = {
                  "PostgreSQL:\n  postgresql+psycopg2://esl_guard:SECRET@db.example.net/esl_guard"),
     "fail_mode": Shown(after="audit rows are journaled until the database answers"),
     "journal": Shown(value="/var/lib/esl-guard/journal.jsonl"),
-    "lock_realm": Shown(after="the dialplan checks ${hash(select/esl_guard/${accountcode})}"),
+    "lock_realm": Shown(after="the dialplan checks ${hash(select/esl_guard/${accountcode})}; "
+                        "the admission gate (next call over a limit) is in realm "
+                        "admit_<lock_realm> (see esl-guard example dialplan)"),
     "max_concurrent_calls": Shown(value="20", active=True),
     "max_call_duration": Shown(value="4h", active=True),
     "max_call_rate": Shown(value="60/1m", active=True),

@@ -37,6 +37,8 @@ Rule -> function:
                                                   calls), :func:`minutes_deadline`,
                                                   :class:`MinuteWindow` (:mod:`.minutes`)
 - would the account's NEXT call be refused?    -> :func:`next_call_blocked`
+- is the account's NEXT call refused by the     -> :func:`next_call_gate` (``gate.py``),
+  dialplan (the admission gate in mod_hash)       :func:`gate_value`, :func:`stale_gate_keys`
 
 Adding a rule: write ``check_RULE(view, limits, now, wall) -> Verdict | None`` in a module
 here (``clause_of`` gives its clause: add the rule to ``model.Rule`` and ``model.CLAUSES``), add
@@ -103,6 +105,16 @@ from esl_guard.policy.detectors import (
     uses_recent,
 )
 from esl_guard.policy.duration import check_duration, duration_deadline
+from esl_guard.policy.gate import (
+    GATE_REFRESH,
+    GATE_TTL,
+    Gate,
+    gate_key,
+    gate_realm,
+    gate_value,
+    next_call_gate,
+    stale_gate_keys,
+)
 from esl_guard.policy.locks import (
     ESCALATION_WINDOW,
     LockChange,
@@ -132,6 +144,8 @@ __all__ = [
     "CLASS_KEYS", "CLASS_LIMIT_KEYS", "NEXT_CALL_RULES", "NO_CLASS", "DestinationClass",
     "Destinations", "MinuteWindow", "budget", "check_minutes", "class_limits", "dialled",
     "live_seconds", "minutes_deadline", "next_call_blocked", "over_budget",
+    "GATE_REFRESH", "GATE_TTL", "Gate", "gate_key", "gate_realm", "gate_value",
+    "next_call_gate", "stale_gate_keys",
     "ADMISSION_RULES", "ADOPTION_RULES", "ESCALATION_WINDOW", "LOCK_STATE_UNKNOWN",
     "AccountView", "CallFacts", "CallInfo", "Check", "LockChange", "RecentCalls", "Verdict",
     "check_caller_id", "check_distinct_destinations", "check_inbound_concurrency",

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from esl_guard.events import CALL_EVENTS, EventDecoder, LazyEvent, event_name, header_value
+from esl_guard.events import (
+    CALL_EVENTS,
+    EXECUTE_EVENTS,
+    EventDecoder,
+    LazyEvent,
+    event_name,
+    execute_wanted,
+    header_end,
+    header_value,
+)
 from esl_guard.frames import FrameReader, ProtocolError
 from esl_guard.replay.cdr import Call, csv_calls, json_calls
 from esl_guard.replay.problems import Problems, ReplayError
@@ -157,8 +166,10 @@ def esl_events(src: Source, node: str, account_variable: str,
                 for body in bodies:
                     count += 1
                     ev_name = event_name(body) or ""
-                    if ev_name not in CALL_EVENTS:
-                        continue
+                    if ev_name not in CALL_EVENTS or (
+                            ev_name in EXECUTE_EVENTS
+                            and not execute_wanted(body, header_end(body), account_variable)):
+                        continue  # not subscribed, or not passing the daemon's event filters
                     ev = decoder.lazy(body, ev_name)
                     if ev is None:
                         problems.add(name, None, f"event #{count} ({ev_name}): no Unique-ID")

@@ -9,6 +9,7 @@ the simulator.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import struct
 from collections.abc import Callable
@@ -59,7 +60,8 @@ class Connection:
 
     def passes_filters(self, headers: Callable[[], dict[str, str]]) -> bool:
         """FreeSWITCH filter semantics (simplified): with filters set, an event is sent when a
-        ``+`` filter matches (case-insensitive); a matching ``-`` filter (value ``-x``) blocks it."""
+        ``+`` filter matches (case-insensitive, or ``/regex/`` as in mod_event_socket); a
+        matching ``-`` filter (value ``-x``) blocks it."""
         if not self.filters:
             return True
         values = headers()
@@ -70,7 +72,11 @@ class Connection:
                 continue
             negative = wanted.startswith("-")
             target = wanted.lstrip("+-").strip()
-            if have.lower() == target.lower():
+            if wanted.startswith("/"):
+                matched = re.search(wanted[1:].rsplit("/", 1)[0], have) is not None
+            else:
+                matched = have.lower() == target.lower()
+            if matched:
                 if negative:
                     return False
                 send = True

@@ -9,6 +9,12 @@ plain_loopback: `event plain ALL`, then one call of account `acct1` to extension
 through loopback/ channels to 9001), held 3 s by the caller; 1.5 s after the call started (the
 three channels answered) `api show channels as json`; 1 s after sipp's end, `exit`.  A plain
 socket, no ESL library.
+
+plain_answer_now (issue 12): two connections at once, `event plain ALL` (plain_answer_now) and
+esl-guard's own subscription and event filters (plain_answer_now_filtered: the bytes the daemon
+reads), then one call of account `acct1` to extension 9008, a bridge to a sipp UAS on port 5091
+that answers at once (200, no 180/183: `uas_answer_now.xml`), held 1 s by the caller; 1 s after
+sipp's end, `exit` on both.
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from esl_guard.events import SUBSCRIPTION, event_filters
 from tests.integration import eslsock
 from tests.integration.fsproc import LocalFreeSwitch
 from tests.integration.sipprun import Sipp
-from tests.integration.target import target_from_env
+from tests.integration.target import Target, target_from_env
 
 
 class Recorder:
@@ -58,9 +65,43 @@ class Recorder:
                 tsv.write(f"{offset}\t{t:.3f}\t{json.dumps(command)}\n")
 
 
+def answer_now(target: Target, outdir: Path, tmp: Path) -> int:
+    recs = {"plain_answer_now": ["event plain ALL"],
+            "plain_answer_now_filtered": [f"event plain {SUBSCRIPTION}",
+                                          *(f"filter {f}" for f in event_filters("accountcode"))]}
+    open_recs = {}
+    for name, commands in recs.items():
+        rec = open_recs[name] = Recorder(target.esl_host, target.esl_port)
+        rec.pump(0.3)
+        rec.send(f"auth {target.esl_password}")
+        rec.pump(0.3)
+        for command in commands:
+            rec.send(command)
+            rec.pump(0.2)
+    uas = Sipp.uas("uas", "uas_answer_now.xml", local_ip=target.sipp_ip, workdir=tmp, calls=1,
+                   port=5091).start()
+    uas.wait_listening()
+    sipp = Sipp.uac("answer_now", "uac_hold.xml", remote=(target.sip_host, target.sip_port),
+                    local_ip=target.sipp_ip, workdir=tmp, account="acct1", dest="9008",
+                    hold_ms=1000).start()
+    while sipp.proc is not None and sipp.proc.poll() is None:
+        for rec in open_recs.values():
+            rec.pump(0.05)
+    res, far = sipp.wait(), uas.wait()
+    for name, rec in open_recs.items():
+        rec.pump(1.0)
+        rec.send("exit")
+        rec.until_eof()
+        rec.save(outdir, name)
+    print(res.describe())
+    print(far.describe())
+    return 0 if res.counts() == {"caller_bye": 1} and far.counts() == {"answered": 1} else 1
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "plain_loopback":
-        print("usage: python -m tests.integration.capture plain_loopback OUTDIR", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("plain_loopback", "plain_answer_now"):
+        print("usage: python -m tests.integration.capture plain_loopback|plain_answer_now OUTDIR",
+              file=sys.stderr)
         return 2
     outdir = Path(argv[1])
     target = target_from_env()
@@ -72,6 +113,8 @@ def main(argv: list[str]) -> int:
         fs.start()
         try:
             eslsock.wait_ready(target, 30)
+            if argv[0] == "plain_answer_now":
+                return answer_now(target, outdir, Path(tmp))
             rec = Recorder(target.esl_host, target.esl_port)
             rec.pump(0.3)
             rec.send(f"auth {target.esl_password}")

@@ -69,14 +69,22 @@ def guard(fs_target: Target, accounts: SimpleNamespace,
     g.stop()
 
 
+#: What FreeSWITCH may say when it refuses a call before the answer: esl-guard's 603 (its
+#: hangup_cause CALL_REJECTED), or the shipped dialplan's admission gate (issue 12): 486
+#: (USER_BUSY) at the concurrency limit, 503 (NORMAL_TEMPORARY_FAILURE) over the call rate.
+REFUSALS = {"603": CALL_REJECTED_Q850, "486": 17, "503": 41}
+
+
 def assert_ended_by_guard(ended: list[Outcome], res: SippResult) -> None:
-    """FreeSWITCH ended these calls with esl-guard's cause: BYE after the answer, or 603
-    (CALL_REJECTED) before it; when FreeSWITCH gave a Reason header, its Q.850 cause is 21."""
+    """FreeSWITCH ended these calls for esl-guard: BYE after the answer, or a refusal before
+    it (:data:`REFUSALS`); when FreeSWITCH gave a Reason header, its Q.850 cause is the one of
+    that refusal (21, CALL_REJECTED, for a BYE)."""
     for o in ended:
-        assert o.outcome == "remote_bye" or (o.outcome == "rejected" and o.code == "603"), \
+        assert o.outcome == "remote_bye" or (o.outcome == "rejected" and o.code in REFUSALS), \
             f"call {o.call} ended with {o.outcome} {o.code}\n{res.describe()}"
-        assert o.q850 in (None, CALL_REJECTED_Q850), \
-            f"call {o.call}: Reason {o.reason!r} is not CALL_REJECTED\n{res.describe()}"
+        cause = REFUSALS.get(o.code, CALL_REJECTED_Q850)
+        assert o.q850 in (None, cause), \
+            f"call {o.call}: Reason {o.reason!r} is not Q.850 cause {cause}\n{res.describe()}"
 
 
 def assert_no_channels_left(target: Target, account: str) -> None:

@@ -129,17 +129,19 @@ def extensions(root: ET.Element, context: str) -> list[ET.Element]:
 
 
 def test_locked_account_check_is_the_shipped_one_and_comes_first(root: ET.Element) -> None:
-    shipped = ET.parse(SHIPPED_LOCK_CHECK).getroot().find("extension")
-    assert shipped is not None
+    shipped = ET.parse(SHIPPED_LOCK_CHECK).getroot().findall("extension")
+    assert [e.get("name") for e in shipped][:2] == ["esl_guard_locked_account",
+                                                    "esl_guard_admission_account"]
     for context in ("public", "default"):
         exts = extensions(root, context)
         names = [e.get("name") for e in exts]
-        at = names.index(shipped.get("name"))
-        assert canonical(exts[at]) == canonical(shipped), (
-            f"context {context}: the locked-account extension differs from "
+        at = names.index(shipped[0].get("name"))
+        assert [canonical(e) for e in exts[at:at + len(shipped)]] == [
+            canonical(e) for e in shipped], (
+            f"context {context}: the esl-guard extensions differ from "
             f"conf/dialplan-locked-accounts.xml: copy that file to "
             f"tests/integration/freeswitch/dialplan/{context}/01_esl_guard_locked.xml")
-        # nothing before it answers a call
+        # nothing before them answers a call
         for earlier in exts[:at]:
             assert earlier.get("continue") == "true", earlier.get("name")
             apps = {a.get("application") for a in earlier.iter("action")}

@@ -82,6 +82,28 @@ def test_a_locked_account_s_emergency_call_is_answered_and_audited_as_exempt(
         guard.unlock(acct)
 
 
+def test_an_emergency_call_passes_the_admission_gate_of_an_account_at_its_limit(
+        guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
+        place_calls: PlaceCalls) -> None:
+    """The account may have no call (max_concurrent_calls = 0): once esl-guard has seen it,
+    the admission gate in mod_hash refuses its next call before routing (486), but not its
+    call to 112, which is answered."""
+    acct = accounts.sos
+    first = place_calls("gate-first", acct, scenario="uac_locked.xml", calls=1, rate=10,
+                        limit=1, hold_ms=3000).run()
+    assert first.returncode == 0 and first.outcomes[0].outcome == "rejected", first.describe()
+    eslsock.poll(lambda: eslsock.hash_select(fs_target, "admit_esl_guard", acct), 15,
+                 what=f"hash select/admit_esl_guard/{acct}")
+    sos = place_calls("gate-sos", acct, calls=1, rate=10, limit=1, hold_ms=3000,
+                      dest="112").run()
+    assert sos.returncode == 0 and sos.counts()["caller_bye"] == 1, sos.describe()
+    other = place_calls("gate-other", acct, scenario="uac_locked.xml", calls=1, rate=10,
+                        limit=1, hold_ms=3000).run()
+    assert [(o.outcome, o.code) for o in other.outcomes] == [("rejected", "486")], \
+        other.describe()
+    assert_no_channels_left(fs_target, acct)
+
+
 def test_a_premium_call_over_its_class_limit_is_ended_a_plain_call_is_not(
         guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
         place_calls: PlaceCalls) -> None:
