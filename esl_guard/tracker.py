@@ -30,6 +30,7 @@ from esl_guard.policy import (
     admit,
     adopt,
     answered_ago,
+    carries_on,
     check_duration,
     check_lock_after,
     check_lock_expiry,
@@ -74,13 +75,18 @@ class CallEventLike(Protocol):
 class Call(TimerNode):
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
 
+    ``legs``: the B-legs it created on its node (uuids, from their ``Other-Leg-Unique-ID``).
+    ``moved``: its A-leg ended while some of them were up (an attended transfer,
+    :func:`~esl_guard.policy.carries_on`): the call goes on in ``legs``, each of which maps
+    to it in the node's table, and ``uuid`` is the first of them (the one a hangup kills).
+
     Its facts (destination, caller ID, ...) are only read while its admission is decided
     (:class:`Admitting`); nothing of the event is kept.  ``inbound``: a call to the account
     (hosting detector); ``watch_end``: its end goes through the short-call detector.
     """
 
     __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end", "seen")
+                 "inbound", "watch_end", "seen", "legs", "moved")
     # A call outside its admission has no facts (CallFacts).
     destination: str | None = None
     caller_id: str | None = None
@@ -98,6 +104,8 @@ class Call(TimerNode):
         self.acct: AccountState | None = None
         self.inbound = False
         self.watch_end = False
+        self.legs: list[str] | None = None
+        self.moved = False
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
@@ -254,6 +262,8 @@ class Tracker:
         if name in END_EVENTS:
             if call is B_LEG:
                 del calls[uuid]
+            elif call.legs is not None and self._leg_ended(calls, call, uuid):
+                pass  # the call goes on in its other legs
             elif call.watch_end:
                 return False  # the short-call detector decides: on_event
             else:
@@ -287,8 +297,8 @@ class Tracker:
         if call is not None and call.watch_end and ev.name in END_EVENTS:
             return self._end_watched(calls, call, now)
         if call is None:
-            if ev.b_leg:
-                calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
+            if ev.b_leg:  # the outbound leg of a bridge is not a call of its own
+                self._add_leg(calls, ev.uuid, getattr(ev, "other_leg", None))
                 return []
             call = calls[ev.uuid] = Call(ev.node, ev.uuid, now)
         actions: list[Action] = []
@@ -300,6 +310,44 @@ class Tracker:
             call.answered = now
             self._arm_duration(call, now)
         return actions
+
+    @staticmethod
+    def _add_leg(calls: dict[str, Call], uuid: str, parent_uuid: str | None) -> None:
+        """A new B-leg: noted in the call that created it (its ``Other-Leg-Unique-ID``), so the
+        call can go on in it when its A-leg ends (:meth:`_leg_ended`)."""
+        parent = calls.get(parent_uuid) if parent_uuid else None
+        if parent is None or parent is B_LEG:
+            calls[uuid] = B_LEG
+            return
+        if parent.legs is None:
+            parent.legs = []
+        parent.legs.append(uuid)
+        calls[uuid] = parent if parent.moved else B_LEG
+
+    @staticmethod
+    def _leg_ended(calls: dict[str, Call], call: Call, uuid: str) -> bool:
+        """Leg ``uuid`` of a call with B-legs ended.  True: the call goes on in its other legs
+        (its A-leg ended while B-legs were up, :func:`~esl_guard.policy.carries_on`, or one of
+        the legs it moved to ended); False: the call ends (``call.uuid`` is then ``uuid``)."""
+        legs = call.legs
+        assert legs is not None
+        if not call.moved:
+            live = [u for u in legs if calls.get(u) is B_LEG]
+            if not carries_on(call.counted, len(live)):
+                return False
+            del calls[uuid]
+            for leg in live:
+                calls[leg] = call
+            call.legs, call.moved, call.uuid = live, True, live[0]
+            return True
+        legs.remove(uuid)
+        if not legs:
+            call.uuid = uuid
+            return False
+        del calls[uuid]
+        if call.uuid == uuid:
+            call.uuid = legs[0]
+        return True
 
     def _account_state(self, account: str, now: float) -> AccountState:
         st = self.accounts.get(account)
@@ -755,6 +803,8 @@ class Tracker:
             if keeps_unlisted(call.seen, asked):
                 self.unlisted_kept += 1
                 continue  # too new for the answer: the next one tells
+            if call.legs is not None and self._leg_ended(calls, call, uuid):
+                continue  # it goes on in its legs the answer lists
             self._drop(calls, call, now)
             dropped += 1
         return added, dropped, actions

@@ -59,6 +59,7 @@ from esl_guard.policy.admission import (
 from esl_guard.policy.calls import (
     ACCOUNT_IDLE,
     answered_ago,
+    carries_on,
     due_hangups,
     ended_horizon,
     keeps_unlisted,
@@ -113,6 +114,7 @@ __all__ = [
     "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
     "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
     "restored_windows", "stale_hash_keys",
-    "ACCOUNT_IDLE", "answered_ago", "due_hangups", "needs_answer_time", "still_due", "ended_horizon",
+    "ACCOUNT_IDLE", "answered_ago", "carries_on", "due_hangups", "needs_answer_time",
+    "still_due", "ended_horizon",
     "keeps_unlisted", "node_lost", "recheck_after", "release_at",
 ]

@@ -11,6 +11,8 @@ events, a node whose link is down, an account with no live calls.  Pure: times a
 - A hangup decided while its node's link is down is carried out after the reconnect only for
   the calls the resync lists (:func:`due_hangups`).
 - An account with no live calls is forgotten at :func:`release_at`.
+- A call whose A-leg ends while legs it bridged stay up goes on in them (:func:`carries_on`):
+  an attended transfer.
 """
 from __future__ import annotations
 
@@ -38,6 +40,17 @@ def ended_horizon(resync_timeout: float) -> float:
     """Seconds to remember an end: a channel list is applied at most ``resync_timeout`` after
     it was asked for, and lists channels that ended up to :data:`ENDED_MARGIN` before."""
     return resync_timeout + ENDED_MARGIN
+
+
+def carries_on(counted: bool, live_legs: int) -> bool:
+    """Whether a call goes on when its A-leg ends: yes while it counts for its account and
+    legs it created (its B-legs, ``Other-Leg-Unique-ID`` = the A-leg) are still up.  After an
+    attended transfer (A calls B1, A originates B2, B1 is bridged to B2, A hangs up) both
+    remaining legs are B-legs of A that never carry the account
+    (tests/fixtures/esl/plain_att_xfer.bin): the call keeps its slot and its duration timer
+    until the last of them ends.  For a plain bridge the B-leg's HANGUP follows the A-leg's at
+    once, so nothing changes there."""
+    return counted and live_legs > 0
 
 
 def keeps_unlisted(first_seen: float | None, asked: float | None) -> bool:
