@@ -76,6 +76,7 @@ class Guard:
         self.notifier = notifier
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
         self.tracker = Tracker(config.limits_for, wall)
+        self.tracker.reachable = self._reachable
         self.tracker.new_lock_id = lambda: str(uuidlib.uuid4())
         self._set_ended_memory(config)
         self.links: dict[str, NodeLink] = {}
@@ -330,6 +331,11 @@ class Guard:
                    link.name, kind, added, dropped)
 
     # ------------------------------------------------------------------ actions
+    def _reachable(self, node: str) -> bool:
+        """Whether a command for ``node`` can go out now (an unknown node: nothing to wait for)."""
+        link = self.links.get(node)
+        return link is None or link.connected
+
     def _defer_unreachable(self, actions: list[Action]) -> list[Action]:
         """Hangups (and their violations) on a node whose link is down wait for its next
         resync, which carries them out if the call is still up: nothing is recorded before."""
@@ -337,8 +343,7 @@ class Guard:
         for action in actions:
             if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
                     and action.uuid is not None and action.node is not None):
-                link = self.links.get(action.node)
-                if link is not None and not link.connected:
+                if not self._reachable(action.node):
                     if action.kind is ActionKind.HANGUP:
                         syslog.warning("node %s is unreachable: the hangup of %s (%s) waits for "
                                        "the reconnect and is carried out if the call is still "

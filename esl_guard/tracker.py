@@ -48,6 +48,7 @@ from esl_guard.policy import (
     sequential_run,
     still_due,
     uses_recent,
+    violation_counts_now,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
@@ -96,7 +97,9 @@ class Call(TimerNode):
     def __init__(self, node: str, uuid: str, seen: float | None = None) -> None:
         self.node = node
         self.uuid = uuid
-        self.seen = seen  # when esl-guard first saw it (monotonic)
+        # when its events first reached esl-guard (monotonic); None for a call known from a
+        # channel list only: a later list that omits it is believed (policy.keeps_unlisted)
+        self.seen = seen
         self.account: str | None = None
         self.answered: float | None = None
         self.counted = False
@@ -112,6 +115,9 @@ class Call(TimerNode):
         self.tnext = None
 
 
+
+#: Action.extra key of a violation decided while its node was unreachable, not yet counted
+_HELD = "lock_after_held"
 
 _FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
 
@@ -203,6 +209,9 @@ class Tracker:
         #: its next resync if the call is still up
         self.deferred: dict[str, dict[str, list[Action]]] = {}
         self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
+        #: whether a node's link is up (the service's links); a violation decided while it is
+        #: down counts toward lock_after only once its hangup is carried out
+        self.reachable: Callable[[str], bool] = lambda node: True
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
 
@@ -516,21 +525,37 @@ class Tracker:
         if not limits.dry_run:  # hung up: the call leaves its slot and its timer
             self._uncount(call, now)
             self._disarm(call)
-        actions = self._violation(call.account, verdict, limits, now, extra)
+        actions = self._violation(call.account, verdict, limits, now, extra,
+                                  violation_counts_now(limits.dry_run, self.reachable(call.node)))
         actions.insert(1, hangup)
         return actions
 
     def _violation(self, account: str, verdict: Verdict, limits: Limits, now: float,
-                   extra: dict[str, object] | None = None) -> list[Action]:
-        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``."""
+                   extra: dict[str, object] | None = None, count: bool = True) -> list[Action]:
+        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``.
+        ``count`` False: its node is unreachable; it counts when its hangup is carried out
+        (:meth:`_count_held`)."""
         if is_warning(verdict, limits):
             return [self._warning(account, verdict, limits, extra)]
         actions = [Action(ActionKind.VIOLATION, account, verdict.rule, verdict.node,
                           verdict.uuid, limit=verdict.limit, observed=verdict.observed,
                           dry_run=limits.dry_run, detail=verdict.detail, clause=verdict.clause,
                           extra=dict(extra) if extra else {})]
-        actions.extend(self._count_violation(account, verdict.rule, limits, now))
+        if count:
+            actions.extend(self._count_violation(account, verdict.rule, limits, now))
+        else:
+            actions[0].extra[_HELD] = True
         return actions
+
+    def _count_held(self, actions: list[Action], now: float) -> list[Action]:
+        """The held violations among hangups a resync carries out now count toward
+        ``lock_after``; a lock they complete comes after them and their hangups, as it does
+        when nothing is held."""
+        locks: list[Action] = []
+        for a in actions:
+            if a.kind is ActionKind.VIOLATION and a.extra.pop(_HELD, False) and a.rule:
+                locks += self._count_violation(a.account, a.rule, self.limits_for(a.account), now)
+        return actions + locks if locks else actions
 
     @staticmethod
     def _warning(account: str, verdict: Verdict, limits: Limits,
@@ -766,6 +791,7 @@ class Tracker:
         seen = {row.uuid for row in rows}
         actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
                                      if self._still_due(calls.get(u), acts, now)}, seen)
+        actions = self._count_held(actions, now)
         doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
         self.deferred_gone += len(gone)
         self.unlisted_kept = 0
@@ -773,7 +799,7 @@ class Tracker:
         for row in rows:
             call = calls.get(row.uuid)
             if call is None and row.uuid in doomed:  # forgotten with its node, hung up now
-                call = calls[row.uuid] = Call(node, row.uuid, now)
+                call = calls[row.uuid] = Call(node, row.uuid)
                 call.account = doomed[row.uuid]
                 call.doomed = True
                 continue
@@ -781,8 +807,8 @@ class Tracker:
                 calls.setdefault(row.uuid, B_LEG)
                 continue
             followed = call is not None  # known from its events: a call we saw start
-            if call is None:
-                call = calls[row.uuid] = Call(node, row.uuid, now)
+            if call is None:  # adopted from the list: no grace when a later one omits it
+                call = calls[row.uuid] = Call(node, row.uuid)
                 added += 1
             if call.account is None and row.account and followed:
                 # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account

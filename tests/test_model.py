@@ -45,18 +45,7 @@ from esl_guard.service import Guard
 
 #: Known gaps, by item of issue 11 (``issues show 11``).  Each entry disables exactly one
 #: stimulus or one check (see :func:`pending`); the lead removes an entry when its fix lands.
-PENDING: dict[str, str] = {
-    "item 3, lock_after": "a violation decided while its node's link is down (deferred, recorded "
-                          "only if the resync lists the call still up) counts toward lock_after "
-                          "at once: a call that really ended before its deadline still earns a "
-                          "lock; check_lock_earned is skipped for an account with a deferred "
-                          "hangup",
-    "item 10, adopted call": "a call adopted by a resync and ended while its node is down is "
-                             "kept by the next resync if it was first seen less than "
-                             "UNLISTED_GRACE before (the model's clock can stand still across "
-                             "two reconnects): counts_are_exact is skipped for an account with "
-                             "a tracked call that has ended",
-}
+PENDING: dict[str, str] = {}
 
 NODES = ("n1", "n2")
 ACCOUNTS = ("acme", "bob")

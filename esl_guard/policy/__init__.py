@@ -68,6 +68,7 @@ from esl_guard.policy.calls import (
     recheck_after,
     release_at,
     still_due,
+    violation_counts_now,
 )
 from esl_guard.policy.detectors import (
     RecentCalls,
@@ -115,6 +116,6 @@ __all__ = [
     "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
     "restored_windows", "stale_hash_keys",
     "ACCOUNT_IDLE", "answered_ago", "carries_on", "due_hangups", "needs_answer_time",
-    "still_due", "ended_horizon",
+    "still_due", "ended_horizon", "violation_counts_now",
     "keeps_unlisted", "node_lost", "recheck_after", "release_at",
 ]

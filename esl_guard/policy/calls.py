@@ -56,7 +56,10 @@ def carries_on(counted: bool, live_legs: int) -> bool:
 def keeps_unlisted(first_seen: float | None, asked: float | None) -> bool:
     """A call the channel list omits stays if its events began less than
     :data:`UNLISTED_GRACE` before the list was asked for (``asked``), or after.  ``asked``
-    None: the list is authoritative (a node removed by a reload)."""
+    None: the list is authoritative (a node removed by a reload).  ``first_seen`` None: a call
+    known only from an earlier channel list (adopted): the database listed it then, so a
+    later list that omits it is right, the call ended (a call adopted, then ended while its
+    node's link was down, must not count on after the reconnect)."""
     if asked is None or first_seen is None:
         return False
     return first_seen > asked - UNLISTED_GRACE
@@ -117,6 +120,15 @@ def still_due(rule: Rule | None, locked: bool, answered: float | None, limits: L
         deadline = duration_deadline(answered, limits)
         return deadline is not None and now >= deadline
     return True
+
+
+def violation_counts_now(dry_run: bool, reachable: bool) -> bool:
+    """Whether a violation counts toward ``lock_after`` when it is decided: not while its
+    call's node is unreachable.  Its hangup then waits for the reconnect (:func:`due_hangups`,
+    :func:`still_due`), and so does the violation: it is recorded and counted only when the
+    hangup is carried out.  A call that ended meanwhile (perhaps before its deadline, the
+    guard cannot tell) earns the account no lock.  A dry run's actions are never held."""
+    return dry_run or reachable
 
 
 def release_at(idle_since: float, creations: Sequence[float], violations: Sequence[float],
