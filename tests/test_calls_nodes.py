@@ -152,6 +152,31 @@ def test_a_held_duration_hangup_is_dropped_when_a_reload_raised_the_limit(
     assert d.guard.tracker.active("acme") == 1 and d.guard.tracker.timers_armed() == 1
 
 
+def test_held_hangups_of_locks_and_durations_are_carried_out_after_a_daemon_restart(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
+    """Held hangups live in memory only, yet a restart loses none of these: the new daemon
+    adopts the calls at its first resync, times them from their real answer (uuid_dump) and
+    refuses those of accounts locked in the database (docs/operations.md, "Hangups held while a
+    node is unreachable")."""
+    d = h.start("max_call_duration = 2s", nodes=proxied_node(proxy, fs),
+                extra="[account:bob]\nmax_call_duration = 1h\n")
+    long = fs.create_call("acme", account_on="create")
+    fs.answer(long)
+    locked = fs.create_call("bob", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("bob") == 1 and
+                    d.guard.tracker.timers_armed() == 1)
+    proxy.cut()
+    assert cli(["lock", "bob", "-c", str(h.conf), "--for", "1h"]) == 0
+    assert wait_for(lambda: held(h) == 2, timeout=10), "both hangups are held"
+    assert hangup_rows(h) == []
+    assert h.stop() == 0
+    assert fs.kills == []
+    proxy.restore()
+    d = h.start()
+    assert wait_for(lambda: h.killed(long) and h.killed(locked), timeout=10), fs.kills
+    assert wait_for(lambda: hangup_rows(h) == sorted([long, locked]), timeout=10)
+
+
 # ------------------------------------------------------------------ item 10: lagging lists
 def test_a_lagging_channel_list_never_brings_back_a_call_seen_to_end(
         h: Harness, fs: FakeFreeSWITCH) -> None:
