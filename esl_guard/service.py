@@ -281,9 +281,28 @@ class Guard:
                    for ev in (decoder.lazy(body, name),) if ev is not None}
         rows = [r for r in rows if r.uuid not in created]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
+        dropped += self._drop_gone(link)
         self._resync_done(link, st, added, dropped, "initial")
         self.dispatch(actions)
         self._flush_buffer(link.name, st)
+
+    def _drop_gone(self, link: NodeLink) -> int:
+        """After a (re)connect: the calls the first list omitted but kept (their events began
+        just before it was asked for) came over an earlier connection, so they may have ended
+        unseen while the link was down.  The switch's sessions tell (``uuid_exists``, not its
+        lagging database): those it no longer has end now.  Unanswered: kept, the next
+        reconciliation (within seconds) tells."""
+        gone: list[str] = []
+        for uuid in list(self.tracker.unlisted):
+            try:
+                reply = link.api(f"uuid_exists {uuid}")
+            except ESLError as exc:
+                syslog.warning("node %s: uuid_exists %s failed (%s): the call is kept until "
+                               "the next reconciliation", link.name, uuid, exc)
+                break
+            if reply.body.strip() == "false":
+                gone.append(uuid)
+        return self.tracker.gone(link.name, gone, self.clock()) if gone else 0
 
     def _flush_buffer(self, node: str, st: NodeSync) -> None:
         st.syncing = False
@@ -314,6 +333,8 @@ class Guard:
         rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}),
                            min(ADOPT_AFTER, max(0.0, since)))
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
+        if kind == "initial":
+            dropped += self._drop_gone(link)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
 

@@ -214,6 +214,7 @@ class Tracker:
         self.reachable: Callable[[str], bool] = lambda node: True
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
+        self.unlisted: list[str] = []  # ... their uuids (:meth:`gone`)
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -795,6 +796,7 @@ class Tracker:
         doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
         self.deferred_gone += len(gone)
         self.unlisted_kept = 0
+        self.unlisted = []
         added = 0
         for row in rows:
             call = calls.get(row.uuid)
@@ -828,12 +830,34 @@ class Tracker:
                 continue
             if keeps_unlisted(call.seen, asked):
                 self.unlisted_kept += 1
+                self.unlisted.append(uuid)
                 continue  # too new for the answer: the next one tells
             if call.legs is not None and self._leg_ended(calls, call, uuid):
                 continue  # it goes on in its legs the answer lists
             self._drop(calls, call, now)
             dropped += 1
         return added, dropped, actions
+
+    def gone(self, node: str, uuids: Iterable[str], now: float) -> int:
+        """Calls the last resync kept though it did not list them (:attr:`unlisted`) which the
+        switch says no longer exist (``uuid_exists``): they ended while the link was down,
+        unseen.  They end now, as calls a channel list omits.  Returns how many."""
+        calls = self.nodes.get(node)
+        n = 0
+        for uuid in uuids:
+            call = calls.get(uuid) if calls is not None else None
+            if call is None or call is B_LEG:
+                continue
+            assert calls is not None
+            self._remember_end(node, uuid, now)
+            if uuid in self.unlisted:
+                self.unlisted.remove(uuid)
+                self.unlisted_kept -= 1
+            if call.legs is not None and self._leg_ended(calls, call, uuid):
+                continue
+            self._drop(calls, call, now)
+            n += 1
+        return n
 
     def _still_due(self, call: Call | None, actions: list[Action], now: float) -> bool:
         """A deferred hangup whose reason still holds (:func:`esl_guard.policy.still_due`);

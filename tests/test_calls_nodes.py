@@ -177,6 +177,25 @@ def test_held_hangups_of_locks_and_durations_are_carried_out_after_a_daemon_rest
     assert wait_for(lambda: hangup_rows(h) == sorted([long, locked]), timeout=10)
 
 
+def test_a_call_that_ended_while_the_link_was_down_stops_counting_at_the_reconnect(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
+    """The call began just before the link dropped and ended while it was down; the first list
+    after the reconnect omits it, within UNLISTED_GRACE of its start.  The switch's sessions
+    (uuid_exists) say it is gone: it no longer counts, and the next call is admitted."""
+    d = h.start("max_concurrent_calls = 1", nodes=proxied_node(proxy, fs))
+    a = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    proxy.cut()
+    assert wait_for(lambda: not d.guard.links["default"].connected)
+    fs.hangup(a)
+    reconnected(h, proxy)
+    assert d.guard.tracker.active("acme") == 0, "an ended call counts on"
+    assert any(c.startswith("api uuid_exists ") for c in fs.commands), "the grace applied"
+    b = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    assert fs.kills == [] and b in fs.calls()
+
+
 # ------------------------------------------------------------------ item 10: lagging lists
 def test_a_lagging_channel_list_never_brings_back_a_call_seen_to_end(
         h: Harness, fs: FakeFreeSWITCH) -> None:

@@ -378,6 +378,10 @@ class GuardModel(RuleBasedStateMachine):
             self.sw.kills.append(Kill(node, uuid, call.account, self.step, self.may_kill(call)))
             call.killed = True
             return "+OK\n"
+        if verb == "uuid_exists":  # the switch's sessions, not its (lagging) core db
+            up = {u for c in self.sw.calls.values() if c.node == node
+                  for u in (c.uuid, c.b_leg) if u}
+            return "true" if rest.strip() in up else "false"
         if verb == "hash":
             parts = rest.split("/")
             if parts[0] == "insert":
@@ -828,6 +832,11 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
         ("reconnect", {"node": "n1"}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
         ("reconnect", {"node": "n1"})],
+    # found by the long mode: a call seen starting, ended while its node was down, and a
+    # reconnect within UNLISTED_GRACE of its start (the switch's sessions tell, uuid_exists)
+    "item 10, ended while down": [
+        ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
+        ("drop", {"node": "n1"}), ("hangup", {"i": 0}), ("reconnect", {"node": "n1"})],
     "item 8": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("tick", {"dt": 61.0}), ("answer", {"i": 0, "bridge": False}), ("restart", {}),

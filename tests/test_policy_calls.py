@@ -223,6 +223,21 @@ def test_a_call_adopted_then_ended_while_its_node_was_down_stops_counting() -> N
     assert tr.active("a") == 0 and tr.nodes["fs1"] == {} and tr.unlisted_kept == 0
 
 
+def test_calls_the_switch_no_longer_has_end_even_within_the_grace() -> None:
+    """After a reconnect the service asks uuid_exists about the calls the first list omitted
+    but kept; those gone end (and a lagging list never brings them back)."""
+    tr = make(Limits(max_concurrent_calls=2))
+    tr.on_event(ev("CHANNEL_CREATE", 0), 10)
+    tr.on_event(ev("CHANNEL_CREATE", 1), 10)
+    tr.resync("fs1", [], 11, asked=11)
+    assert tr.unlisted == [U[0], U[1]] and tr.unlisted_kept == 2
+    assert tr.gone("fs1", [U[0], U[5]], 12) == 1  # U5: not a call of fs1
+    assert tr.unlisted == [U[1]] and tr.unlisted_kept == 1 and tr.active("a") == 1
+    stale = [ChannelRow(U[0], "a", False, True, 5.0), ChannelRow(U[1], "a", False, True, 5.0)]
+    tr.resync("fs1", stale, 13, asked=13)
+    assert tr.active("a") == 1 and set(tr.nodes["fs1"]) == {U[1]}
+
+
 def test_idle_accounts_are_forgotten_incrementally() -> None:
     asked: list[str] = []
 

@@ -59,7 +59,10 @@ def keeps_unlisted(first_seen: float | None, asked: float | None) -> bool:
     None: the list is authoritative (a node removed by a reload).  ``first_seen`` None: a call
     known only from an earlier channel list (adopted): the database listed it then, so a
     later list that omits it is right, the call ended (a call adopted, then ended while its
-    node's link was down, must not count on after the reconnect)."""
+    node's link was down, must not count on after the reconnect).  After a reconnect the
+    calls kept are asked about (``uuid_exists``, which reads the switch's sessions, not its
+    database): their events came over the earlier connection, so they may have ended unseen
+    while the link was down; on a live connection their end would have been seen."""
     if asked is None or first_seen is None:
         return False
     return first_seen > asked - UNLISTED_GRACE
