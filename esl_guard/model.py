@@ -202,6 +202,7 @@ class ChannelRow:
     answered: bool
     age: float  # seconds since the channel was created
     answered_at: float | None = None  # epoch seconds of its answer (uuid_dump), if asked
+    parent: str | None = None  # a B-leg's call (its ``call_uuid``): the A-leg that created it
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,7 @@ def _channel_row(row: dict[str, Any], wall_now: float, account_variable: str) ->
     except (TypeError, ValueError):
         created = wall_now
     return ChannelRow(uuid, account or None, b_leg, row.get("callstate") in _ANSWERED,
-                      max(0.0, wall_now - created))
+                      max(0.0, wall_now - created), parent=call_uuid if b_leg and call_uuid else None)
 
 
 def _skip(text: str, pos: int) -> int:

@@ -798,6 +798,7 @@ class Tracker:
         self.unlisted_kept = 0
         self.unlisted = []
         added = 0
+        legs: list[ChannelRow] = []
         for row in rows:
             call = calls.get(row.uuid)
             if call is None and row.uuid in doomed:  # forgotten with its node, hung up now
@@ -806,7 +807,8 @@ class Tracker:
                 call.doomed = True
                 continue
             if row.b_leg or call is B_LEG:
-                calls.setdefault(row.uuid, B_LEG)
+                if call is None:
+                    legs.append(row)  # noted in its call once every listed call is in
                 continue
             followed = call is not None  # known from its events: a call we saw start
             if call is None:  # adopted from the list: no grace when a later one omits it
@@ -822,6 +824,8 @@ class Tracker:
             if row.answered and call.answered is None:
                 call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
                 self._arm_duration(call, now)
+        for row in legs:  # a B-leg found up: part of its call, which a transfer hands to it
+            self._add_leg(calls, row.uuid, row.parent)
         dropped = 0
         for uuid in [u for u in calls if u not in seen]:
             call = calls[uuid]

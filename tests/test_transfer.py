@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from esl_guard.model import ActionKind, CallEvent, ChannelRow, Limits, Rule
 from esl_guard.policy import carries_on
+from esl_guard.resync import parse_channels
 from esl_guard.simulator import FakeFreeSWITCH
 from esl_guard.tracker import Tracker
 from tests.harness import Harness, wait_for
 from tests.test_events import call_events
+from tests.test_resync import api_bodies
 
 WALL = 1_800_000_000.0
 EVENTS = call_events("plain_att_xfer.bin")
@@ -144,3 +146,28 @@ def test_over_tcp_max_call_duration_hangs_up_the_transferred_call(h: Harness,
     rows = [r for r in h.daemon.store.audit() if r["kind"] == "hangup"]
     assert [(r["uuid"], r["rule"], r["account"]) for r in rows] == [
         (b1, "max_call_duration", "acme")]
+
+
+def test_a_call_found_up_with_its_b_leg_goes_on_after_a_later_transfer() -> None:
+    """The daemon (re)started while A and B1 were up: its resync adopts A and notes B1 as A's
+    leg (B1's call_uuid is A), so a transfer that follows keeps the call counted in B1 (B2's
+    events left out: a B2 originated by a PBX over ESL is no leg of A)."""
+    tr = Tracker(lambda a: Limits(max_concurrent_calls=1), lambda: WALL)
+    rows = [ChannelRow(B1, None, True, True, 5.0, parent=A_LEG),  # listed before its call
+            ChannelRow(A_LEG, "acct1", False, True, 5.0)]
+    assert tr.resync("fs1", rows, 0.0)[0] == 1
+    later = [e for e in EVENTS[:B1_END] if e.uuid != B2]
+    feed(tr, later)
+    assert tr.active("acct1") == 1, "the transferred call no longer counts"
+    feed(tr, [e for e in EVENTS[B1_END:] if e.uuid != B2], B1_END)
+    assert tr.active("acct1") == 0 and tr.tracked_channels() == 0
+
+
+def test_the_b_legs_of_a_real_channel_list_name_their_call() -> None:
+    """plain_bridged.bin's `show channels`: each B-leg row's call_uuid is its A-leg."""
+    body = next(b for b in api_bodies("plain_bridged.bin") if '"row_count":4' in b)
+    rows = parse_channels(body, WALL)
+    a_legs = {r.uuid for r in rows if not r.b_leg}
+    assert len(a_legs) == 2
+    assert sorted(r.parent in a_legs for r in rows if r.b_leg) == [True, True]
+    assert all(r.parent is None for r in rows if not r.b_leg)
