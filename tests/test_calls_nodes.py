@@ -156,8 +156,8 @@ def test_held_hangups_of_locks_and_durations_are_carried_out_after_a_daemon_rest
         h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
     """Held hangups live in memory only, yet a restart loses none of these: the new daemon
     adopts the calls at its first resync, times them from their real answer (uuid_dump) and
-    refuses those of accounts locked in the database (docs/operations.md, "Hangups held while a
-    node is unreachable")."""
+    refuses those of accounts locked in the database (README, "Hangups decided while a node's
+    link is down")."""
     d = h.start("max_call_duration = 2s", nodes=proxied_node(proxy, fs),
                 extra="[account:bob]\nmax_call_duration = 1h\n")
     long = fs.create_call("acme", account_on="create")
