@@ -210,6 +210,7 @@ class ChannelRow:
     age: float  # seconds since the channel was created
     answered_at: float | None = None  # epoch seconds of its answer (uuid_dump), if asked
     destination: str | None = None  # the dialled number (the list's "dest")
+    parent: str | None = None  # a B-leg's call (its ``call_uuid``): the A-leg that created it
 
 
 @dataclass(frozen=True, slots=True)

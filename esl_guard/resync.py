@@ -120,7 +120,8 @@ def _channel_row(row: dict[str, Any], wall_now: float, account_variable: str) ->
     dest = row.get("dest")
     return ChannelRow(uuid, account or None, b_leg, row.get("callstate") in _ANSWERED,
                       max(0.0, wall_now - created),
-                      destination=dest if isinstance(dest, str) and dest else None)
+                      destination=dest if isinstance(dest, str) and dest else None,
+                      parent=call_uuid if b_leg and call_uuid else None)
 
 
 def _skip(text: str, pos: int) -> int:

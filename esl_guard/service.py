@@ -114,6 +114,7 @@ class Guard:
         self.notifier = notifier
         self.webhook = webhook  # esl_guard.notify.Webhook: tells the operator ([notify])
         self.tracker = Tracker(config.limits_for, wall, config.destinations)
+        self.tracker.reachable = self._reachable
         self.tracker.new_lock_id = _lock_id
         #: Active (acts) or hot standby (follows every event and resync, acts on nothing; its
         #: hangups wait in the tracker's deferred hangups for a takeover): issue 14.
@@ -346,9 +347,28 @@ class Guard:
                    for ev in (decoder.lazy(body, name),) if ev is not None}
         rows = [r for r in rows if r.uuid not in created]
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
+        dropped += self._drop_gone(link)
         self._resync_done(link, st, added, dropped, "initial")
         self.dispatch(actions)
         self._flush_buffer(link.name, st)
+
+    def _drop_gone(self, link: NodeLink) -> int:
+        """After a (re)connect: the calls the first list omitted but kept (their events began
+        just before it was asked for) came over an earlier connection, so they may have ended
+        unseen while the link was down.  The switch's sessions tell (``uuid_exists``, not its
+        lagging database): those it no longer has end now.  Unanswered: kept, the next
+        reconciliation (within seconds) tells."""
+        gone: list[str] = []
+        for uuid in list(self.tracker.unlisted):
+            try:
+                reply = link.api(f"uuid_exists {uuid}")
+            except ESLError as exc:
+                syslog.warning("node %s: uuid_exists %s failed (%s): the call is kept until "
+                               "the next reconciliation", link.name, uuid, exc)
+                break
+            if reply.body.strip() == "false":
+                gone.append(uuid)
+        return self.tracker.gone(link.name, gone, self.clock()) if gone else 0
 
     def _flush_buffer(self, node: str, st: NodeSync) -> None:
         st.syncing = False
@@ -379,6 +399,8 @@ class Guard:
         rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}),
                            min(ADOPT_AFTER, max(0.0, since)))
         added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
+        if kind == "initial":
+            dropped += self._drop_gone(link)
         self._resync_done(link, st, added, dropped, kind)
         self.dispatch(actions)
 
@@ -396,6 +418,11 @@ class Guard:
                    link.name, kind, added, dropped)
 
     # ------------------------------------------------------------------ actions
+    def _reachable(self, node: str) -> bool:
+        """Whether a command for ``node`` can go out now (an unknown node: nothing to wait for)."""
+        link = self.links.get(node)
+        return link is None or link.connected
+
     def _defer_unreachable(self, actions: list[Action]) -> list[Action]:
         """Hangups (and their violations) on a node whose link is down wait for its next
         resync, which carries them out if the call is still up: nothing is recorded before."""
@@ -403,8 +430,7 @@ class Guard:
         for action in actions:
             if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
                     and action.uuid is not None and action.node is not None):
-                link = self.links.get(action.node)
-                if link is not None and not link.connected:
+                if not self._reachable(action.node):
                     if action.kind is ActionKind.HANGUP:
                         syslog.warning("node %s is unreachable: the hangup of %s (%s) waits for "
                                        "the reconnect and is carried out if the call is still "

@@ -32,6 +32,7 @@ from esl_guard.policy import (
     admit,
     adopt,
     answered_ago,
+    carries_on,
     check_duration,
     check_lock_after,
     check_lock_expiry,
@@ -49,6 +50,7 @@ from esl_guard.policy import (
     sequential_run,
     still_due,
     uses_recent,
+    violation_counts_now,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.policy.gate import Gate, next_call_gate
@@ -78,13 +80,18 @@ class CallEventLike(Protocol):
 class Call(TimerNode):
     """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
 
+    ``legs``: the B-legs it created on its node (uuids, from their ``Other-Leg-Unique-ID``).
+    ``moved``: its A-leg ended while some of them were up (an attended transfer,
+    :func:`~esl_guard.policy.carries_on`): the call goes on in ``legs``, each of which maps
+    to it in the node's table, and ``uuid`` is the first of them (the one a hangup kills).
+
     Its facts (destination, caller ID, ...) are only read while its admission is decided
     (:class:`Admitting`); nothing of the event is kept.  ``inbound``: a call to the account
     (hosting detector); ``watch_end``: its end goes through the short-call detector.
     """
 
     __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end", "seen", "destination", "cls")
+                 "inbound", "watch_end", "seen", "destination", "cls", "legs", "moved")
     # A call outside its admission has no other facts (CallFacts).
     caller_id: str | None = None
     source_ip: str | None = None
@@ -93,7 +100,9 @@ class Call(TimerNode):
     def __init__(self, node: str, uuid: str, seen: float | None = None) -> None:
         self.node = node
         self.uuid = uuid
-        self.seen = seen  # when esl-guard first saw it (monotonic)
+        # when its events first reached esl-guard (monotonic); None for a call known from a
+        # channel list only: a later list that omits it is believed (policy.keeps_unlisted)
+        self.seen = seen
         self.account: str | None = None
         self.answered: float | None = None
         self.counted = False
@@ -103,12 +112,17 @@ class Call(TimerNode):
         self.watch_end = False
         self.destination: str | None = None  # the dialled number, once its account is known
         self.cls: ClassState | None = None   # its destination class's state (issue 12)
+        self.legs: list[str] | None = None
+        self.moved = False
         # Links in the duration-timer ring holding this call (TimerNode; no super() call on
         # the event path).
         self.tprev = None
         self.tnext = None
 
 
+
+#: Action.extra key of a violation decided while its node was unreachable, not yet counted
+_HELD = "lock_after_held"
 
 _FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
 
@@ -194,6 +208,9 @@ class Tracker(ClassesMixin):
         #: its next resync if the call is still up
         self.deferred: dict[str, dict[str, list[Action]]] = {}
         self._idle: list[tuple[float, str]] = []  # (check at, account): accounts without calls
+        #: whether a node's link is up (the service's links); a violation decided while it is
+        #: down counts toward lock_after only once its hangup is carried out
+        self.reachable: Callable[[str], bool] = lambda node: True
         self.deferred_gone = 0  # deferred hangups dropped: the call ended meanwhile
         self.unlisted_kept = 0  # calls the last resync kept though it did not list them
         #: The admission gate (policy.gate): the gates in force, keyed by their mod_hash key
@@ -204,6 +221,7 @@ class Tracker(ClassesMixin):
         self.gate_changes: list[str] = []
         self._gate_timers: list[tuple[float, str]] = []
         self._regate_soon: set[str] = set()
+        self.unlisted: list[str] = []  # ... their uuids (:meth:`gone`)
 
     # ------------------------------------------------------------------ queries
     def active(self, account: str) -> int:
@@ -263,6 +281,8 @@ class Tracker(ClassesMixin):
         if name in END_EVENTS:
             if call is B_LEG:
                 del calls[uuid]
+            elif call.legs is not None and self._leg_ended(calls, call, uuid):
+                pass  # the call goes on in its other legs
             elif call.watch_end:
                 return False  # the short-call detector decides: on_event
             else:
@@ -296,8 +316,8 @@ class Tracker(ClassesMixin):
         if call is not None and call.watch_end and ev.name in END_EVENTS:
             return self._end_watched(calls, call, now)
         if call is None:
-            if ev.b_leg:
-                calls[ev.uuid] = B_LEG  # the outbound leg of a bridge is not a call of its own
+            if ev.b_leg:  # the outbound leg of a bridge is not a call of its own
+                self._add_leg(calls, ev.uuid, getattr(ev, "other_leg", None))
                 return []
             call = calls[ev.uuid] = Call(ev.node, ev.uuid, now)
         actions: list[Action] = []
@@ -309,6 +329,44 @@ class Tracker(ClassesMixin):
             call.answered = now
             self._arm_duration(call, now)
         return actions
+
+    @staticmethod
+    def _add_leg(calls: dict[str, Call], uuid: str, parent_uuid: str | None) -> None:
+        """A new B-leg: noted in the call that created it (its ``Other-Leg-Unique-ID``), so the
+        call can go on in it when its A-leg ends (:meth:`_leg_ended`)."""
+        parent = calls.get(parent_uuid) if parent_uuid else None
+        if parent is None or parent is B_LEG:
+            calls[uuid] = B_LEG
+            return
+        if parent.legs is None:
+            parent.legs = []
+        parent.legs.append(uuid)
+        calls[uuid] = parent if parent.moved else B_LEG
+
+    @staticmethod
+    def _leg_ended(calls: dict[str, Call], call: Call, uuid: str) -> bool:
+        """Leg ``uuid`` of a call with B-legs ended.  True: the call goes on in its other legs
+        (its A-leg ended while B-legs were up, :func:`~esl_guard.policy.carries_on`, or one of
+        the legs it moved to ended); False: the call ends (``call.uuid`` is then ``uuid``)."""
+        legs = call.legs
+        assert legs is not None
+        if not call.moved:
+            live = [u for u in legs if calls.get(u) is B_LEG]
+            if not carries_on(call.counted, len(live)):
+                return False
+            del calls[uuid]
+            for leg in live:
+                calls[leg] = call
+            call.legs, call.moved, call.uuid = live, True, live[0]
+            return True
+        legs.remove(uuid)
+        if not legs:
+            call.uuid = uuid
+            return False
+        del calls[uuid]
+        if call.uuid == uuid:
+            call.uuid = legs[0]
+        return True
 
     def _account_state(self, account: str, now: float) -> AccountState:
         st = self.accounts.get(account)
@@ -587,13 +645,16 @@ class Tracker(ClassesMixin):
         if not limits.dry_run:  # hung up: the call leaves its slot and its timer
             self._uncount(call, now)
             self._disarm(call)
-        actions = self._violation(call.account, verdict, limits, now, extra)
+        actions = self._violation(call.account, verdict, limits, now, extra,
+                                  violation_counts_now(limits.dry_run, self.reachable(call.node)))
         actions.insert(1, hangup)
         return actions
 
     def _violation(self, account: str, verdict: Verdict, limits: Limits, now: float,
-                   extra: dict[str, object] | None = None) -> list[Action]:
-        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``."""
+                   extra: dict[str, object] | None = None, count: bool = True) -> list[Action]:
+        """Record a violation (it counts toward ``lock_after``), or warn under ``warn_only``.
+        ``count`` False: its node is unreachable; it counts when its hangup is carried out
+        (:meth:`_count_held`)."""
         if is_warning(verdict, limits):
             return [self._warning(account, verdict, limits, extra)]
         actions = [Action(ActionKind.VIOLATION, account, verdict.rule, verdict.node,
@@ -602,8 +663,23 @@ class Tracker(ClassesMixin):
                           extra=dict(extra) if extra else {})]
         trigger = (f"{verdict.node}/{verdict.uuid}/{verdict.rule.value}"
                    if verdict.uuid is not None else "")
-        actions.extend(self._count_violation(account, verdict.rule, limits, now, trigger))
+        if count:
+            actions.extend(self._count_violation(account, verdict.rule, limits, now, trigger))
+        else:
+            actions[0].extra[_HELD] = True
         return actions
+
+    def _count_held(self, actions: list[Action], now: float) -> list[Action]:
+        """The held violations among hangups a resync carries out now count toward
+        ``lock_after``; a lock they complete comes after them and their hangups, as it does
+        when nothing is held."""
+        locks: list[Action] = []
+        for a in actions:
+            if a.kind is ActionKind.VIOLATION and a.extra.pop(_HELD, False) and a.rule:
+                trigger = f"{a.node}/{a.uuid}/{a.rule.value}" if a.uuid is not None else ""
+                locks += self._count_violation(a.account, a.rule, self.limits_for(a.account), now,
+                                               trigger)
+        return actions + locks if locks else actions
 
     @staticmethod
     def _warning(account: str, verdict: Verdict, limits: Limits,
@@ -886,23 +962,27 @@ class Tracker(ClassesMixin):
         seen = {row.uuid for row in rows}
         actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
                                      if self._still_due(calls.get(u), acts, now)}, seen)
+        actions = self._count_held(actions, now)
         doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
         self.deferred_gone += len(gone)
         self.unlisted_kept = 0
+        self.unlisted = []
         added = 0
+        legs: list[ChannelRow] = []
         for row in rows:
             call = calls.get(row.uuid)
             if call is None and row.uuid in doomed:  # forgotten with its node, hung up now
-                call = calls[row.uuid] = Call(node, row.uuid, now)
+                call = calls[row.uuid] = Call(node, row.uuid)
                 call.account = doomed[row.uuid]
                 call.doomed = True
                 continue
             if row.b_leg or call is B_LEG:
-                calls.setdefault(row.uuid, B_LEG)
+                if call is None:
+                    legs.append(row)  # noted in its call once every listed call is in
                 continue
             followed = call is not None  # known from its events: a call we saw start
-            if call is None:
-                call = calls[row.uuid] = Call(node, row.uuid, now)
+            if call is None:  # adopted from the list: no grace when a later one omits it
+                call = calls[row.uuid] = Call(node, row.uuid)
                 added += 1
             if call.account is None and row.account and followed:
                 # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account
@@ -915,6 +995,8 @@ class Tracker(ClassesMixin):
             if row.answered and call.answered is None:
                 call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
                 self._arm_duration(call, now)
+        for row in legs:  # a B-leg found up: part of its call, which a transfer hands to it
+            self._add_leg(calls, row.uuid, row.parent)
         dropped = 0
         for uuid in [u for u in calls if u not in seen]:
             call = calls[uuid]
@@ -923,10 +1005,34 @@ class Tracker(ClassesMixin):
                 continue
             if keeps_unlisted(call.seen, asked):
                 self.unlisted_kept += 1
+                self.unlisted.append(uuid)
                 continue  # too new for the answer: the next one tells
+            if call.legs is not None and self._leg_ended(calls, call, uuid):
+                continue  # it goes on in its legs the answer lists
             self._drop(calls, call, now)
             dropped += 1
         return added, dropped, actions
+
+    def gone(self, node: str, uuids: Iterable[str], now: float) -> int:
+        """Calls the last resync kept though it did not list them (:attr:`unlisted`) which the
+        switch says no longer exist (``uuid_exists``): they ended while the link was down,
+        unseen.  They end now, as calls a channel list omits.  Returns how many."""
+        calls = self.nodes.get(node)
+        n = 0
+        for uuid in uuids:
+            call = calls.get(uuid) if calls is not None else None
+            if call is None or call is B_LEG:
+                continue
+            assert calls is not None
+            self._remember_end(node, uuid, now)
+            if uuid in self.unlisted:
+                self.unlisted.remove(uuid)
+                self.unlisted_kept -= 1
+            if call.legs is not None and self._leg_ended(calls, call, uuid):
+                continue
+            self._drop(calls, call, now)
+            n += 1
+        return n
 
     def _still_due(self, call: Call | None, actions: list[Action], now: float) -> bool:
         """A deferred hangup whose reason still holds (:func:`esl_guard.policy.still_due`);

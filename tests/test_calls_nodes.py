@@ -7,6 +7,7 @@ accounts without live calls are forgotten within minutes.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from esl_guard.config import load_config
 from esl_guard.policy import ACCOUNT_IDLE
 from esl_guard.service import Guard
 from esl_guard.simulator import FakeFreeSWITCH
-from tests.harness import Harness, node_section, wait_for
+from tests.harness import Harness, cli, node_section, wait_for
 from tests.tcp_proxy import CuttableProxy
+from tests.test_reload import reload
 
 
 def proxied_node(proxy: CuttableProxy, fs: FakeFreeSWITCH, name: str | None = None,
@@ -94,6 +96,104 @@ def test_a_hangup_decided_while_the_link_is_down_is_carried_out_after_the_reconn
     assert not h.killed(ends)
     assert wait_for(lambda: hangup_rows(h) == [up], timeout=10), hangup_rows(h)
     assert up not in fs.calls()
+
+
+def held(h: Harness) -> int:
+    """Hangups waiting for the reconnect of node `default`."""
+    assert h.daemon is not None
+    return len(h.daemon.guard.tracker.deferred.get("default", {}))
+
+
+def reconnected(h: Harness, proxy: CuttableProxy) -> None:
+    """Restore the link and wait for the resync that carries out (or drops) held hangups."""
+    before = resyncs(h)
+    proxy.restore()
+    assert wait_for(lambda: resyncs(h) > before, timeout=40), "no resync after the reconnect"
+
+
+def test_a_held_hangup_of_a_lock_that_ended_meanwhile_is_not_carried_out(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
+    """policy.still_due: an operator locks the account while the link is down (the hangup of
+    its call is held), then unlocks it; after the reconnect the call goes on, counted, and
+    the audit trail has no hangup."""
+    d = h.start("max_concurrent_calls = 5", nodes=proxied_node(proxy, fs))
+    up = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    proxy.cut()
+    assert wait_for(lambda: not d.guard.links["default"].connected)
+    assert cli(["lock", "acme", "-c", str(h.conf), "--for", "1h"]) == 0
+    assert wait_for(lambda: held(h) == 1, timeout=10), "the lock's hangup was not held"
+    assert cli(["unlock", "acme", "-c", str(h.conf)]) == 0
+    assert wait_for(lambda: not d.guard.tracker.is_locked("acme"), timeout=10)
+    reconnected(h, proxy)
+    assert held(h) == 0
+    assert fs.kills == [] and up in fs.calls(), "a false hangup: the account is no longer locked"
+    assert hangup_rows(h) == []
+    assert d.guard.tracker.active("acme") == 1
+
+
+def test_a_held_duration_hangup_is_dropped_when_a_reload_raised_the_limit(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """policy.still_due: the call passes max_call_duration while the link is down (the hangup
+    is held), then a reload raises the limit; after the reconnect the call goes on, timed by
+    the new limit."""
+    caplog.set_level(logging.INFO)
+    d = h.start("max_call_duration = 2s", nodes=proxied_node(proxy, fs))
+    up = fs.create_call("acme", account_on="create")
+    fs.answer(up)
+    assert wait_for(lambda: d.guard.tracker.timers_armed() == 1)
+    proxy.cut()
+    assert wait_for(lambda: held(h) == 1, timeout=10), "the duration hangup was not held"
+    reload(h, d, caplog, "max_call_duration = 2s", "max_call_duration = 1h")
+    reconnected(h, proxy)
+    assert fs.kills == [] and up in fs.calls(), "a false hangup: the call is within 1h"
+    assert hangup_rows(h) == []
+    assert d.guard.tracker.active("acme") == 1 and d.guard.tracker.timers_armed() == 1
+
+
+def test_held_hangups_of_locks_and_durations_are_carried_out_after_a_daemon_restart(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
+    """Held hangups live in memory only, yet a restart loses none of these: the new daemon
+    adopts the calls at its first resync, times them from their real answer (uuid_dump) and
+    refuses those of accounts locked in the database (README, "Hangups decided while a node's
+    link is down")."""
+    d = h.start("max_call_duration = 2s", nodes=proxied_node(proxy, fs),
+                extra="[account:bob]\nmax_call_duration = 1h\n")
+    long = fs.create_call("acme", account_on="create")
+    fs.answer(long)
+    locked = fs.create_call("bob", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("bob") == 1 and
+                    d.guard.tracker.timers_armed() == 1)
+    proxy.cut()
+    assert cli(["lock", "bob", "-c", str(h.conf), "--for", "1h"]) == 0
+    assert wait_for(lambda: held(h) == 2, timeout=10), "both hangups are held"
+    assert hangup_rows(h) == []
+    assert h.stop() == 0
+    assert fs.kills == []
+    proxy.restore()
+    d = h.start()
+    assert wait_for(lambda: h.killed(long) and h.killed(locked), timeout=10), fs.kills
+    assert wait_for(lambda: hangup_rows(h) == sorted([long, locked]), timeout=10)
+
+
+def test_a_call_that_ended_while_the_link_was_down_stops_counting_at_the_reconnect(
+        h: Harness, fs: FakeFreeSWITCH, proxy: CuttableProxy) -> None:
+    """The call began just before the link dropped and ended while it was down; the first list
+    after the reconnect omits it, within UNLISTED_GRACE of its start.  The switch's sessions
+    (uuid_exists) say it is gone: it no longer counts, and the next call is admitted."""
+    d = h.start("max_concurrent_calls = 1", nodes=proxied_node(proxy, fs))
+    a = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    proxy.cut()
+    assert wait_for(lambda: not d.guard.links["default"].connected)
+    fs.hangup(a)
+    reconnected(h, proxy)
+    assert d.guard.tracker.active("acme") == 0, "an ended call counts on"
+    assert any(c.startswith("api uuid_exists ") for c in fs.commands), "the grace applied"
+    b = fs.create_call("acme", account_on="create")
+    assert wait_for(lambda: d.guard.tracker.active("acme") == 1)
+    assert fs.kills == [] and b in fs.calls()
 
 
 # ------------------------------------------------------------------ item 10: lagging lists

@@ -45,18 +45,7 @@ from esl_guard.service import Guard
 
 #: Known gaps, by item of issue 11 (``issues show 11``).  Each entry disables exactly one
 #: stimulus or one check (see :func:`pending`); the lead removes an entry when its fix lands.
-PENDING: dict[str, str] = {
-    "item 3, lock_after": "a violation decided while its node's link is down (deferred, recorded "
-                          "only if the resync lists the call still up) counts toward lock_after "
-                          "at once: a call that really ended before its deadline still earns a "
-                          "lock; check_lock_earned is skipped for an account with a deferred "
-                          "hangup",
-    "item 10, adopted call": "a call adopted by a resync and ended while its node is down is "
-                             "kept by the next resync if it was first seen less than "
-                             "UNLISTED_GRACE before (the model's clock can stand still across "
-                             "two reconnects): counts_are_exact is skipped for an account with "
-                             "a tracked call that has ended",
-}
+PENDING: dict[str, str] = {}
 
 NODES = ("n1", "n2")
 ACCOUNTS = ("acme", "bob")
@@ -396,6 +385,10 @@ class GuardModel(RuleBasedStateMachine):
             call.killed = True
             return "+OK\n"
         realms = {REALM: self.sw.hash[node], GATE_REALM: self.sw.gates[node]}
+        if verb == "uuid_exists":  # the switch's sessions, not its (lagging) core db
+            up = {u for c in self.sw.calls.values() if c.node == node
+                  for u in (c.uuid, c.b_leg) if u}
+            return "true" if rest.strip() in up else "false"
         if verb == "hash":
             parts = rest.split("/")
             table = realms.get(parts[1]) if len(parts) > 2 else None
@@ -850,6 +843,11 @@ INTERLEAVINGS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("new_call", {"node": "n1", "account": "bob", "show_on": "create", "b_first": False}),
         ("reconnect", {"node": "n1"}), ("drop", {"node": "n1"}), ("hangup", {"i": 0}),
         ("reconnect", {"node": "n1"})],
+    # found by the long mode: a call seen starting, ended while its node was down, and a
+    # reconnect within UNLISTED_GRACE of its start (the switch's sessions tell, uuid_exists)
+    "item 10, ended while down": [
+        ("new_call", {"node": "n1", "account": "acme", "show_on": "create", "b_first": False}),
+        ("drop", {"node": "n1"}), ("hangup", {"i": 0}), ("reconnect", {"node": "n1"})],
     "item 8": [("new_call", {"node": "n1", "account": "acme", "show_on": "create",
                              "b_first": False}),
                ("tick", {"dt": 61.0}), ("answer", {"i": 0, "bridge": False}), ("restart", {}),

@@ -19,6 +19,7 @@ from esl_guard.policy import (
     release_at,
     restarted,
     still_due,
+    violation_counts_now,
 )
 from esl_guard.policy.calls import ENDED_MARGIN, UNLISTED_GRACE
 from esl_guard.resync import answered_time, parse_channels
@@ -173,6 +174,79 @@ def test_deferred_hangups_are_returned_for_calls_still_up_only() -> None:
                                                (ActionKind.HANGUP, U[0])]
     assert tr.active("a") == 0 and tr.nodes["fs1"][U[0]].doomed and tr.deferred_gone == 1
     assert tr.resync("fs1", [ChannelRow(U[0], "a", False, True, 41.0)], 41)[2] == []
+
+
+@pytest.mark.parametrize(("dry_run", "reachable", "now"), [
+    (False, True, True), (False, False, False), (True, False, True), (True, True, True)])
+def test_violation_counts_now(dry_run: bool, reachable: bool, now: bool) -> None:
+    assert violation_counts_now(dry_run, reachable) is now
+
+
+def held_violations(listed: bool) -> tuple[Tracker, list, list]:
+    """lock_after 2/60: U0 on fs1 (unreachable) and U1 on fs2 pass their duration limit at
+    once; the hangup of U0 is held.  Then fs1's resync, listing U0 or not."""
+    tr = make(Limits(max_call_duration=5.0, lock_after=Rate(2, 60)))
+    tr.reachable = lambda node: node != "fs1"
+    for i, node in ((0, "fs1"), (1, "fs2")):
+        tr.on_event(ev("CHANNEL_CREATE", i, node=node), 0)
+        tr.on_event(ev("CHANNEL_ANSWER", i, node=node), 0)
+    decided = tr.tick(6)
+    for a in decided:
+        if a.node == "fs1":
+            tr.defer(a)  # what the service does while fs1's link is down
+    tr.reachable = lambda node: True
+    rows = [ChannelRow(U[0], "a", False, True, 20.0)] if listed else []
+    return tr, decided, tr.resync("fs1", rows, 20, asked=20)[2]
+
+
+def test_a_held_violation_counts_toward_lock_after_only_when_carried_out() -> None:
+    tr, decided, due = held_violations(listed=True)
+    assert ActionKind.LOCK not in {a.kind for a in decided}, \
+        "a violation whose hangup is held earned a lock before it was carried out"
+    assert [(a.kind, a.uuid) for a in due] == [(ActionKind.VIOLATION, U[0]),
+                                               (ActionKind.HANGUP, U[0]),
+                                               (ActionKind.LOCK, None)]
+    assert tr.is_locked("a")
+    assert all(not a.extra for a in due if a.kind is ActionKind.VIOLATION)
+
+
+def test_a_held_violation_of_a_call_that_ended_meanwhile_never_counts() -> None:
+    tr, decided, due = held_violations(listed=False)
+    assert due == [] and tr.deferred_gone == 1 and not tr.is_locked("a")
+    assert tr.accounts["a"].violations == [6.0]  # U1's only
+    # the next violation is the second in the window, not the third
+    tr.on_event(ev("CHANNEL_CREATE", 2, node="fs2"), 30)
+    tr.on_event(ev("CHANNEL_ANSWER", 2, node="fs2"), 30)
+    assert [a.kind for a in tr.tick(36)] == [ActionKind.VIOLATION, ActionKind.HANGUP,
+                                             ActionKind.LOCK]
+
+
+def test_a_call_adopted_then_ended_while_its_node_was_down_stops_counting() -> None:
+    """Known only from a channel list, it gets no grace when a later list omits it, however
+    soon after its adoption that list comes (two reconnects within UNLISTED_GRACE)."""
+    tr = make(Limits(max_concurrent_calls=1))
+    assert tr.resync("fs1", [ChannelRow(U[0], "a", False, True, 30.0)], 10, asked=10)[0] == 1
+    assert tr.active("a") == 1
+    tr.forget_node("fs1", 11)  # the link goes down again; the call ends meanwhile
+    tr.resync("fs1", [ChannelRow(U[0], "a", False, True, 31.0)], 11, asked=11)
+    assert tr.active("a") == 1
+    tr.resync("fs1", [], 12, asked=12)
+    assert tr.active("a") == 0 and tr.nodes["fs1"] == {} and tr.unlisted_kept == 0
+
+
+def test_calls_the_switch_no_longer_has_end_even_within_the_grace() -> None:
+    """After a reconnect the service asks uuid_exists about the calls the first list omitted
+    but kept; those gone end (and a lagging list never brings them back)."""
+    tr = make(Limits(max_concurrent_calls=2))
+    tr.on_event(ev("CHANNEL_CREATE", 0), 10)
+    tr.on_event(ev("CHANNEL_CREATE", 1), 10)
+    tr.resync("fs1", [], 11, asked=11)
+    assert tr.unlisted == [U[0], U[1]] and tr.unlisted_kept == 2
+    assert tr.gone("fs1", [U[0], U[5]], 12) == 1  # U5: not a call of fs1
+    assert tr.unlisted == [U[1]] and tr.unlisted_kept == 1 and tr.active("a") == 1
+    stale = [ChannelRow(U[0], "a", False, True, 5.0), ChannelRow(U[1], "a", False, True, 5.0)]
+    tr.resync("fs1", stale, 13, asked=13)
+    assert tr.active("a") == 1 and set(tr.nodes["fs1"]) == {U[1]}
 
 
 def test_idle_accounts_are_forgotten_incrementally() -> None:

@@ -70,6 +70,7 @@ from esl_guard.policy.admission import (
 from esl_guard.policy.calls import (
     ACCOUNT_IDLE,
     answered_ago,
+    carries_on,
     due_hangups,
     ended_horizon,
     keeps_unlisted,
@@ -79,6 +80,7 @@ from esl_guard.policy.calls import (
     release_at,
     restarted,
     still_due,
+    violation_counts_now,
 )
 from esl_guard.policy.destinations import (
     CLASS_KEYS,
@@ -157,6 +159,7 @@ __all__ = [
     "count_since", "counts_as_attempt", "first_verdict", "duration_deadline", "escalation_count", "in_window",
     "hash_value", "lock_active", "lock_duration", "parse_hash_dump", "reconcile_locks",
     "restored_windows", "stale_hash_keys",
-    "ACCOUNT_IDLE", "answered_ago", "due_hangups", "needs_answer_time", "still_due", "ended_horizon",
+    "ACCOUNT_IDLE", "answered_ago", "carries_on", "due_hangups", "needs_answer_time",
+    "still_due", "ended_horizon", "violation_counts_now",
     "keeps_unlisted", "node_lost", "recheck_after", "release_at", "restarted",
 ]

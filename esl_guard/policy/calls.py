@@ -13,6 +13,8 @@ events, a node whose link is down, an account with no live calls.  Pure: times a
 - A hangup decided while its node's link is down is carried out after the reconnect only for
   the calls the resync lists (:func:`due_hangups`).
 - An account with no live calls is forgotten at :func:`release_at`.
+- A call whose A-leg ends while legs it bridged stay up goes on in them (:func:`carries_on`):
+  an attended transfer.
 """
 from __future__ import annotations
 
@@ -42,10 +44,27 @@ def ended_horizon(resync_timeout: float) -> float:
     return resync_timeout + ENDED_MARGIN
 
 
+def carries_on(counted: bool, live_legs: int) -> bool:
+    """Whether a call goes on when its A-leg ends: yes while it counts for its account and
+    legs it created (its B-legs, ``Other-Leg-Unique-ID`` = the A-leg) are still up.  After an
+    attended transfer (A calls B1, A originates B2, B1 is bridged to B2, A hangs up) both
+    remaining legs are B-legs of A that never carry the account
+    (tests/fixtures/esl/plain_att_xfer.bin): the call keeps its slot and its duration timer
+    until the last of them ends.  For a plain bridge the B-leg's HANGUP follows the A-leg's at
+    once, so nothing changes there."""
+    return counted and live_legs > 0
+
+
 def keeps_unlisted(first_seen: float | None, asked: float | None) -> bool:
     """A call the channel list omits stays if its events began less than
     :data:`UNLISTED_GRACE` before the list was asked for (``asked``), or after.  ``asked``
-    None: the list is authoritative (a node removed by a reload)."""
+    None: the list is authoritative (a node removed by a reload).  ``first_seen`` None: a call
+    known only from an earlier channel list (adopted): the database listed it then, so a
+    later list that omits it is right, the call ended (a call adopted, then ended while its
+    node's link was down, must not count on after the reconnect).  After a reconnect the
+    calls kept are asked about (``uuid_exists``, which reads the switch's sessions, not its
+    database): their events came over the earlier connection, so they may have ended unseen
+    while the link was down; on a live connection their end would have been seen."""
     if asked is None or first_seen is None:
         return False
     return first_seen > asked - UNLISTED_GRACE
@@ -113,6 +132,15 @@ def still_due(rule: Rule | None, locked: bool, answered: float | None, limits: L
         deadline = duration_deadline(answered, limits)
         return deadline is not None and now >= deadline
     return True
+
+
+def violation_counts_now(dry_run: bool, reachable: bool) -> bool:
+    """Whether a violation counts toward ``lock_after`` when it is decided: not while its
+    call's node is unreachable.  Its hangup then waits for the reconnect (:func:`due_hangups`,
+    :func:`still_due`), and so does the violation: it is recorded and counted only when the
+    hangup is carried out.  A call that ended meanwhile (perhaps before its deadline, the
+    guard cannot tell) earns the account no lock.  A dry run's actions are never held."""
+    return dry_run or reachable
 
 
 def release_at(idle_since: float, creations: Sequence[float], violations: Sequence[float],

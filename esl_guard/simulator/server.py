@@ -289,6 +289,29 @@ class FakeFreeSWITCH:
         self._emit_channel("CHANNEL_BRIDGE", a)
         return b.uuid
 
+    def attended_transfer(self, uuid: str) -> str:
+        """An attended transfer by the bridged A-leg ``uuid`` (att_xfer, as in
+        tests/fixtures/esl/plain_att_xfer.bin): B2 is originated from A (an outbound leg whose
+        Other-Leg-Unique-ID is A), A hangs up alone, and its B-leg B1 is bridged to B2.
+        Returns B2's uuid; ending either remaining leg ends both."""
+        a = self._channels[uuid]
+        b1 = self._channels[a.other] if a.leg == "A" and a.other else None
+        if b1 is None:
+            raise ValueError(f"{uuid} is not a bridged A-leg")
+        b2 = self._new_channel(str(uuidlib.uuid4()), "B", None, False, a.variable, a.caller,
+                               a.dest, "outbound", None)
+        b2.other = a.uuid
+        self._emit_channel("CHANNEL_CREATE", b2)
+        b2.answered_us = now_us()
+        self._emit_channel("CHANNEL_ANSWER", b2)
+        self._hang(a, "NORMAL_CLEARING", False, "")
+        for name in ("CHANNEL_HANGUP", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE",
+                     "CHANNEL_DESTROY"):
+            self._emit_channel(name, a)
+        del self._channels[a.uuid]
+        b1.other, b2.other = b2.uuid, b1.uuid
+        return b2.uuid
+
     def hangup(self, uuid: str, cause: str = "NORMAL_CLEARING") -> bool:
         """End a call (both legs if bridged). Returns False when ``uuid`` is not live."""
         if uuid not in self._channels:

@@ -5,6 +5,8 @@ tests/fixtures/esl (NAME.bin: every byte received; NAME.sent.tsv: every command 
         ESL_GUARD_FS_MODDIR=../shared/freeswitch/mod .venv/bin/python -m tests.integration.capture \\
         plain_loopback OUTDIR'
 
+plain_att_xfer: see att_xfer() below and tests/fixtures/esl/FIXTURES-README.md.
+
 plain_loopback: `event plain ALL`, then one call of account `acct1` to extension 9007 (a bridge
 through loopback/ channels to 9001), held 3 s by the caller; 1.5 s after the call started (the
 three channels answered) `api show channels as json`; 1 s after sipp's end, `exit`.  A plain
@@ -65,6 +67,63 @@ class Recorder:
                 tsv.write(f"{offset}\t{t:.3f}\t{json.dumps(command)}\n")
 
 
+    def wait_for(self, needle: bytes, timeout: float, start: int = 0) -> int:
+        """Pump until ``needle`` has arrived (after offset ``start``); its offset, or -1."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            at = self.received.find(needle, start)
+            if at >= 0:
+                return at
+            self.pump(0.1)
+        return -1
+
+
+def first_value(data: bytes, name: bytes, start: int) -> str:
+    """The value of header ``name`` in the event starting at or after ``start``."""
+    at = data.index(b"\n" + name + b": ", start) + len(name) + 3
+    return data[at:data.index(b"\n", at)].decode()
+
+
+def att_xfer(rec: Recorder, target: Target, workdir: Path) -> int:
+    """plain_att_xfer: A (acct1) calls 9005, bridged to B1 (a sipp UAS on 5090); the client
+    runs att_xfer on A (`uuid_broadcast A att_xfer::sofia/external/9999@IP:5090 aleg`, what a
+    PBX's `bind_meta_app ... att_xfer` does), which holds B1 and originates B2 from A (the same
+    UAS); A talks to B2 until its caller hangs up, then att_xfer bridges B1 to B2.  After that:
+    `show channels as json`, `show calls as json`, and `uuid_kill B1` (what esl-guard sends)."""
+    uas = Sipp.uas("uas", "uas_ring.xml", local_ip=target.sipp_ip, workdir=workdir, calls=2,
+                   port=5090, timeout=60).start()
+    uas.wait_listening()
+    caller = Sipp.uac("caller", "uac_hold.xml", remote=(target.sip_host, target.sip_port),
+                      local_ip=target.sipp_ip, workdir=workdir, account="acct1",
+                      dest="9005", hold_ms=12000).start()
+    at = rec.wait_for(b"Event-Name: CHANNEL_BRIDGE", 10)
+    if at < 0:
+        print("capture: no CHANNEL_BRIDGE", file=sys.stderr)
+        return 1
+    a_leg = first_value(bytes(rec.received), b"Unique-ID", at)
+    rec.pump(1.0)
+    rec.send(f"api uuid_broadcast {a_leg} att_xfer::sofia/external/9999@{target.sipp_ip}:5090 aleg")
+    while caller.proc is not None and caller.proc.poll() is None:
+        rec.pump(0.2)
+    res = caller.wait()
+    rec.pump(2.0)
+    rec.send("api show channels as json")
+    rec.pump(0.5)
+    rec.send("api show calls as json")
+    rec.pump(0.5)
+    data = bytes(rec.received)
+    b1 = first_value(data, b"Unique-ID",
+                     data.rfind(b"Event-Name: ", 0, data.index(b"Call-Direction: outbound")))
+    rec.send(f"api uuid_kill {b1} CALL_REJECTED")
+    rec.pump(2.0)
+    rec.send("exit")
+    rec.until_eof()
+    uas.stop()
+    print(res.describe())
+    print(uas.result().describe())
+    return 0
+
+
 def answer_now(target: Target, outdir: Path, tmp: Path) -> int:
     recs = {"plain_answer_now": ["event plain ALL"],
             "plain_answer_now_filtered": [f"event plain {SUBSCRIPTION}",
@@ -99,9 +158,9 @@ def answer_now(target: Target, outdir: Path, tmp: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("plain_loopback", "plain_answer_now"):
-        print("usage: python -m tests.integration.capture plain_loopback|plain_answer_now OUTDIR",
-              file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("plain_loopback", "plain_att_xfer", "plain_answer_now"):
+        print("usage: python -m tests.integration.capture "
+              "plain_loopback|plain_att_xfer|plain_answer_now OUTDIR", file=sys.stderr)
         return 2
     outdir = Path(argv[1])
     target = target_from_env()
@@ -121,6 +180,10 @@ def main(argv: list[str]) -> int:
             rec.pump(0.3)
             rec.send("event plain ALL")
             rec.pump(0.5)
+            if argv[0] == "plain_att_xfer":
+                rc = att_xfer(rec, target, Path(tmp))
+                rec.save(outdir, argv[0])
+                return rc
             sipp = Sipp.uac("loopback", "uac_hold.xml", remote=(target.sip_host, target.sip_port),
                             local_ip=target.sipp_ip, workdir=Path(tmp), account="acct1",
                             dest="9007", hold_ms=3000).start()
