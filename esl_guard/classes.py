@@ -51,6 +51,7 @@ class ClassesMixin:
         def _account_state(self, account: str, now: float) -> AccountState: ...
         def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float
                    ) -> list[Action]: ...
+        def _regate(self, account: str, now: float, limits: Limits | None = None) -> None: ...
 
     def _limits_of(self, st: Usage) -> Limits | None:
         """The limits of an account, or of its calls to a class (None: no longer configured)."""
@@ -181,6 +182,7 @@ class ClassesMixin:
             verdict = check_minutes(view, limits, now, wall)
             if verdict is not None:
                 actions += tag(call, self._apply(call, verdict, limits, now))
+        self._regate(st.account, now)  # the dialplan refuses its next call (the budget's gate)
         return actions
 
     def _classes_kept(self, st: AccountState) -> float:

@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = command("example", "print a file shipped with esl-guard: the example conf, the "
                  "systemd unit or the dialplan snippet")
     sp.add_argument("what", choices=sorted(EXAMPLES), help="which file")
+    sp.add_argument("-c", "--config", metavar="CONF", help="dialplan: for this conf (an "
+                    "extension setting ${esl_guard_class} from its destination classes, and "
+                    "its exempt numbers as the emergency numbers)")
     sp = command("help", "show the help of esl-guard or of one command")
     sp.add_argument("topic", nargs="?", metavar="COMMAND", help="a command")
     return p
@@ -381,6 +384,12 @@ def cmd_example(args: argparse.Namespace) -> int:
         text = resource.read_text(encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"this installation lacks {EXAMPLES[args.what]}: {exc}") from None
+    if args.config is not None:
+        if args.what != "dialplan":
+            raise CLIError("-c CONF goes with `example dialplan` only", code=2)
+        from esl_guard.dialplan import for_conf
+
+        text = for_conf(text, _load(args.config).destinations)
     sys.stdout.write(text)
     return 0
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from esl_guard.classes import ClassesMixin, tag
 from esl_guard.events import END_EVENTS
+from esl_guard.gates import GatesMixin
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
 from esl_guard.policy import (
     ESCALATION_WINDOW,
@@ -53,7 +54,7 @@ from esl_guard.policy import (
     violation_counts_now,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
-from esl_guard.policy.gate import Gate, next_call_gate
+from esl_guard.policy.gate import Gate
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
 from esl_guard.usage import AccountState, ClassState, Usage
 
@@ -168,7 +169,7 @@ B_LEG = Call("", "")
 TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
 
 
-class Tracker(ClassesMixin):
+class Tracker(ClassesMixin, GatesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
                  destinations: Destinations | None = None) -> None:
@@ -397,47 +398,8 @@ class Tracker(ClassesMixin):
                 self._record_minutes(call, st, call.answered, now)
             if not st.calls:
                 self._went_idle(st, now)
-            if st.name in self.gates:  # a slot is free: the dialplan may admit its next call
-                self._regate(st.name, now)
-
-    # ------------------------------------------------------------------ admission gate
-    def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
-        """Decide again whether the account's next call is refused by the dialplan
-        (:func:`esl_guard.policy.gate.next_call_gate`); a change is queued for the service to
-        push (:attr:`gate_changes`)."""
-        if limits is None:
-            limits = self.limits_for(account)
-        old = self.gates.get(account)
-        if old is None and limits.max_call_rate is None and limits.max_concurrent_calls is None:
-            return
-        gate = next_call_gate(self.view(account), limits, now, self.wall_clock())
-        if gate == old:
-            return
-        if gate is None:
-            del self.gates[account]
-        else:
-            self.gates[account] = gate
-            if gate.reopens is not None:
-                heapq.heappush(self._gate_timers, (gate.reopens, account))
-        self.gate_changes.append(account)
-
-    def regate_all(self, now: float) -> None:
-        """Every account's gate again (a reload changed the limits)."""
-        for account in sorted(self.accounts.keys() | self.gates.keys()):
-            self._regate(account, now)
-
-    def take_gate_changes(self) -> list[str]:
-        """The accounts whose gate changed since the last call, each once, oldest first."""
-        changes, self.gate_changes = self.gate_changes, []
-        return list(dict.fromkeys(changes))
-
-    def _reopen_gates(self, now: float) -> None:
-        timers = self._gate_timers
-        while timers and timers[0][0] <= now:
-            at, account = heapq.heappop(timers)
-            gate = self.gates.get(account)
-            if gate is not None and gate.reopens == at:
-                self._regate(account, now)
+            if self._gated_account(st, None if cst is None else cst.cls):
+                self._regate(st.name, now)  # a slot is free: the dialplan may admit a call
 
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None,

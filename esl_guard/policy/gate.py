@@ -26,10 +26,11 @@ Pure: ``now`` (monotonic) and ``wall`` (epoch) are arguments.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from esl_guard.model import Limits, Rule
+from esl_guard.policy.minutes import EPSILON, budget, over_budget
 from esl_guard.policy.verdict import AccountView
 
 #: How long a busy entry stays in force in FreeSWITCH without being pushed again.
@@ -39,6 +40,7 @@ GATE_REFRESH = 20.0
 
 BUSY = "busy"
 RATE = "rate"
+MINUTES = "minutes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class Gate:
     """The account's next call is refused by the dialplan.  ``reopens``: when it is admitted
     again by itself (monotonic; None: when one of its calls ends)."""
 
-    reason: str  # BUSY or RATE: the SIP response the dialplan gives
+    reason: str  # BUSY, RATE or MINUTES: the SIP response the dialplan gives
     rule: Rule
     reopens: float | None = None
 
@@ -67,14 +69,20 @@ def _pushed(rule: Rule, limits: Limits) -> bool:
     return not limits.dry_run and (warn is None or rule.value not in warn)
 
 
-def next_call_gate(view: AccountView, limits: Limits, now: float, wall: float) -> Gate | None:
-    """Whether the account's next call would be over a limit that esl-guard pushes into the
-    dialplan, in the order of the admission rules (``max_call_rate`` before
-    ``max_concurrent_calls``, as :func:`esl_guard.policy.admit` decides):
+def next_call_gate(view: AccountView, limits: Limits, now: float, wall: float,
+                   ended: Sequence[tuple[float, float]] = (), answered_live: int = 0
+                   ) -> Gate | None:
+    """Whether the account's next call (or its next call to a destination class, with the
+    class's view and limits) would be over a limit that esl-guard pushes into the dialplan,
+    in the order of the admission rules (``max_call_rate``, ``max_concurrent_calls``,
+    ``max_minutes``, as :func:`esl_guard.policy.admit` decides):
 
     - ``max_call_rate = N/W``: N attempts in the window ``(now - W, now]`` already; it reopens
       when the Nth newest leaves it, at ``creations[-N] + W``;
-    - ``max_concurrent_calls = N``: N calls up already (``view.live``, every node).
+    - ``max_concurrent_calls = N``: N calls up already (``view.live``, every node);
+    - ``max_minutes = N/W``: the window holds N answered minutes (``view.minutes``, live calls
+      included).  With ``answered_live`` calls up it reopens when one ends (the tracker
+      decides again then); with none, at :func:`minutes_reopen` of the ``ended`` intervals.
 
     ``view.creations`` must hold at least the newest N attempts (the tracker keeps N + 1)."""
     rate = limits.max_call_rate
@@ -86,7 +94,37 @@ def next_call_gate(view: AccountView, limits: Limits, now: float, wall: float) -
     cap = limits.max_concurrent_calls
     if cap is not None and view.live >= cap and _pushed(Rule.CONCURRENCY, limits):
         return Gate(BUSY, Rule.CONCURRENCY)
+    minutes = limits.max_minutes
+    if minutes is not None and over_budget(view.minutes, limits) \
+            and _pushed(Rule.MINUTES, limits):
+        if answered_live:
+            return Gate(MINUTES, Rule.MINUTES)
+        return Gate(MINUTES, Rule.MINUTES,
+                    minutes_reopen(ended, minutes.window, budget(minutes), now))
     return None
+
+
+def minutes_reopen(ended: Sequence[tuple[float, float]], window: float, seconds: float,
+                   now: float) -> float:
+    """The first moment from ``now`` on at which the answered intervals ``ended`` (no call
+    up) hold less than ``seconds`` in the sliding window ``(t - window, t]``.  As the window's
+    start ``h = t - window`` moves, each interval ``(a, e)`` counts ``e - max(a, h)`` until
+    ``h`` reaches ``e``: the sum falls piecewise linearly, at a slope of the number of
+    intervals that ``h`` is inside; walked from ``now - window`` over their starts and ends."""
+    goal = seconds - 2 * EPSILON
+    h = now - window
+    live = [(a, e) for a, e in ended if e > h]
+    used = sum(e - max(a, h) for a, e in live)
+    if used < goal:
+        return now
+    points = sorted({p for a, e in live for p in (a, e) if p > h})
+    for p in points:
+        slope = sum(1 for a, e in live if a <= h < e)
+        if slope and used - slope * (p - h) < goal:
+            return h + (used - goal) / slope + window
+        used -= slope * (p - h)
+        h = p
+    return h + window  # every interval has left the window
 
 
 def gate_value(gate: Gate, now: float, wall: float, ttl: float = GATE_TTL) -> str:

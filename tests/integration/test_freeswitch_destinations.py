@@ -132,5 +132,34 @@ def test_a_premium_call_over_its_class_limit_is_ended_a_plain_call_is_not(
     assert_no_channels_left(fs_target, acct)
 
 
+def test_a_class_at_its_limit_refuses_the_next_call_to_it_before_routing(
+        guard: GuardProcess, fs_target: Target, accounts: SimpleNamespace,
+        place_calls: PlaceCalls) -> None:
+    """premium: max_concurrent_calls = 1.  While a premium call is up, the admission gate of
+    the class (mod_hash admit_esl_guard/ACCOUNT:premium) makes the dialplan refuse the next
+    premium call with 486 before it is routed (never answered); a call to 9001 (in no class)
+    is admitted; once the premium call ends the next premium call is admitted again."""
+    acct = accounts.premium
+    key = f"{acct}:premium"
+    held = place_calls("gate-held", acct, calls=1, rate=10, limit=1, hold_ms=8000,
+                       dest="+19005550100").start()
+    eslsock.poll(lambda: eslsock.hash_select(fs_target, "admit_esl_guard", key), 15,
+                 what=f"hash select/admit_esl_guard/{key}")
+    refused = place_calls("gate-refused", acct, scenario="uac_locked.xml", calls=1, rate=10,
+                          limit=1, hold_ms=2000, dest="19005550101").run()
+    assert [(o.outcome, o.code) for o in refused.outcomes] == [("rejected", "486")], \
+        refused.describe()
+    plain = place_calls("gate-plain", acct, calls=1, rate=10, limit=1, hold_ms=1000).run()
+    assert plain.returncode == 0 and plain.counts()["caller_bye"] == 1, plain.describe()
+    res = held.wait()
+    assert res.returncode == 0 and res.counts()["caller_bye"] == 1, res.describe()
+    eslsock.poll(lambda: not eslsock.hash_select(fs_target, "admit_esl_guard", key), 15,
+                 what=f"the gate {key} to be deleted")
+    again = place_calls("gate-again", acct, calls=1, rate=10, limit=1, hold_ms=1000,
+                        dest="+19005550102").run()
+    assert again.returncode == 0 and again.counts()["caller_bye"] == 1, again.describe()
+    assert_no_channels_left(fs_target, acct)
+
+
 def test_daemon_still_running(guard: GuardProcess) -> None:
     assert guard.proc is not None and guard.proc.poll() is None, guard.tail()
