@@ -227,6 +227,8 @@ class ClassesMixin:
             held = usage.minutes
             usage.minutes = MinuteWindow([*(held.intervals() if held else ()), *intervals])
             self._arm_budget(usage, now)
+        for account in sorted({usage.account for usage, _ in collected.values()}):
+            self._regate(account, now)  # a budget used up before the restart: gated at once
         return n
 
 

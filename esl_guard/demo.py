@@ -4,8 +4,9 @@ Accounts place synthetic calls: one well-behaved, and one abuser per clause of t
 Usage Policy (denial of service: too many calls at once, dialling too fast and locked for it;
 network use: a call held too long; mass calling: a burst of short calls; impersonation: a caller
 ID it does not own; shared credentials: calls from too many addresses; hosting: too many calls
-to a residential line).  A local webhook receiver gets the lock, signed.  Everything runs
-locally (SQLite in a temporary directory) and ends within about 30 seconds.
+to a residential line; toll fraud: a burst of premium-rate calls, stopped before the answer).
+A local webhook receiver gets the lock, signed.  Everything runs locally (SQLite in a
+temporary directory) and ends within about 30 seconds.
 """
 from __future__ import annotations
 
@@ -71,6 +72,14 @@ max_source_ips = 2/1h
 
 [account:host]
 max_inbound_concurrent_calls = 1
+
+[destination:premium]
+prefixes = 1900 44871
+max_concurrent_calls = 1
+
+[destination:emergency]
+prefixes = 112 911 999
+exempt = true
 """
 SECRET = "demo-secret"
 
@@ -174,12 +183,24 @@ def run_demo(seconds: float = 30.0) -> int:
         host = [fs.create_call("host", context="public", account_on="create") for _ in range(2)]
         fs.wait_for(lambda: host[1] not in fs.calls(), timeout=5)
         _say(f"host: {len(live('host'))} call up, the second refused")
+        _say("fraud: a burst of 5 premium-rate calls at once, still ringing (premium: 1 call)")
+        fraud = [fs.create_call("fraud", dest=f"+1900555010{i}", account_on="create")
+                 for i in range(5)]
+        fs.wait_for(lambda: sum(u in fs.calls() for u in fraud) == 1, timeout=5)
+        _say(f"fraud: {sum(u not in fs.calls() for u in fraud)} refused before the answer; the "
+             "dialplan now refuses its next premium call before routing: "
+             f"{fs.hash.get('admit_esl_guard', {}).get('fraud:premium', 'no gate')}")
+        sos = fs.create_call("dialer", dest="112", account_on="create")
+        fs.answer(sos)
+        gevent.sleep(0.3)
+        _say(f"dialer (locked): its call to 112 is {'up' if sos in fs.calls() else 'ENDED'}: "
+             "emergency calls are never touched")
         _say("chatty: one call held past its 3s duration limit")
         chatty = fs.create_call("chatty", account_on="answer")
         fs.answer(chatty)
         fs.wait_for(lambda: chatty not in fs.calls(), timeout=min(8, max(1, deadline - time.monotonic())))
         _say(f"chatty: call {'ended by esl-guard' if chatty not in fs.calls() else 'still up'}")
-        for u in good + busy + shared + host:
+        for u in good + busy + shared + host + fraud + [sos]:
             if u in fs.calls():
                 fs.hangup(u)
         fs.wait_for(lambda: bool(hook.docs), timeout=5)
@@ -202,6 +223,9 @@ def run_demo(seconds: float = 30.0) -> int:
     kinds = {(r["account"], r["kind"]) for r in rows}
     ok = (("busy", "hangup") in kinds and ("dialer", "lock") in kinds and
           ("chatty", "hangup") in kinds and not any(r["account"] == "good" for r in rows)
+          and sum(1 for r in rows if r["account"] == "fraud" and r["kind"] == "hangup"
+                  and r.get("destination_class") == "premium") == 4
+          and any(r["kind"] == "exempt" and r["account"] == "dialer" for r in rows)
           and {"denial_of_service", "network_use", "mass_calling", "impersonation",
                "shared_credentials", "hosting"} <= clauses
           and any(d["kind"] == "lock" and d["account"] == "dialer" and ok for d, ok in hook.docs))

@@ -170,11 +170,26 @@ class Guard:
     def stop(self) -> None:
         self._stopping = True
         self._log_refusals(self.refusals.flush(self.clock()))
+        self._delete_all_gates()
         for link in self.links.values():
-            for account in list(self.tracker.gates):  # a stopped daemon refuses nothing
-                self._gate_delete(link, account)
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
+
+    def _delete_all_gates(self, wait: float = 2.0) -> None:
+        """A stopped daemon refuses nothing: the active instance deletes its gates from every
+        connected node and waits (at most ``wait`` seconds) for the answers before the links
+        close, so none is cut off mid-way; what is left expires by itself (GATE_TTL)."""
+        if not self.active or not self.tracker.gates:
+            return
+        realm = gate_realm(self.config.lock_realm)
+        pending: list[AsyncResult] = []
+        for link in self.links.values():
+            for key in [k for k in self.tracker.gates if _safe_gate_key(k)]:
+                try:
+                    pending.append(link.api_nowait(f"hash delete/{realm}/{key}"))
+                except ESLError:
+                    break  # not connected: its entries expire
+        gevent.wait(pending, timeout=wait)
 
     def _tick_loop(self) -> None:
         while not self._stopping:

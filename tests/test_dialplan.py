@@ -53,15 +53,19 @@ def test_example_dialplan_with_a_conf(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "goes with `example dialplan` only" in capsys.readouterr().err
 
 
-def test_the_integration_configuration_s_classes_are_generated() -> None:
-    test = (ROOT / "tests" / "integration" / "test_freeswitch_destinations.py").read_text()
-    match = re.search(r'CLASSES = """(.*?)"""', test, re.S)
-    assert match is not None
-    conf = Path(ROOT / "tests" / "integration" / "freeswitch" / "dialplan" / "public" /
-                "00_esl_guard_classes.xml").read_text()
-    from tempfile import TemporaryDirectory
-    with TemporaryDirectory() as d:
-        path = Path(d) / "c.conf"
-        path.write_text(BASE + match.group(1))
-        ext = class_extension(load_config(path).destinations)
-    assert ext and ext in conf
+def test_the_integration_configuration_s_classes_are_generated(tmp_path: Path) -> None:
+    """public/00_esl_guard_classes.xml is what the generator makes of the classes of the
+    integration tests' confs (one FreeSWITCH serves every test module)."""
+    text = ""
+    for module, name in (("test_freeswitch_destinations.py", "CLASSES"),
+                         ("test_admission_gate.py", "GATE_CLASSES")):
+        source = (ROOT / "tests" / "integration" / module).read_text()
+        match = re.search(name + r' = """(.*?)"""', source, re.S)
+        assert match is not None, module
+        text += match.group(1)
+    path = tmp_path / "c.conf"
+    path.write_text(BASE + text)
+    ext = class_extension(load_config(path).destinations)
+    shipped = (ROOT / "tests" / "integration" / "freeswitch" / "dialplan" / "public" /
+               "00_esl_guard_classes.xml").read_text()
+    assert ext and ext in shipped

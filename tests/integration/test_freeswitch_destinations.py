@@ -93,9 +93,8 @@ def test_an_emergency_call_passes_the_admission_gate_of_an_account_at_its_limit(
     the admission gate in mod_hash refuses its next call before routing (486), but not its
     call to 112, which is answered."""
     acct = accounts.sos
-    first = place_calls("gate-first", acct, scenario="uac_locked.xml", calls=1, rate=10,
-                        limit=1, hold_ms=3000).run()
-    assert first.returncode == 0 and first.outcomes[0].outcome == "rejected", first.describe()
+    first = place_calls("gate-first", acct, calls=1, rate=10, limit=1, hold_ms=3000).run()
+    assert len(first.ended_by_freeswitch()) == 1, first.describe()  # over its limit of 0
     eslsock.poll(lambda: eslsock.hash_select(fs_target, "admit_esl_guard", acct), 15,
                  what=f"hash select/admit_esl_guard/{acct}")
     sos = place_calls("gate-sos", acct, calls=1, rate=10, limit=1, hold_ms=3000,
