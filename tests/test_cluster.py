@@ -135,7 +135,7 @@ def test_only_the_active_acts_and_each_decision_is_stored_once(
         uuid = fs.create_call("acme")
         calls.append(uuid)
         assert wait_for(lambda u=uuid: kill_commands(fs, u) >= 1, timeout=10)
-    assert wait_for(lambda: any("hash insert/" in c and "/acme/" in c for c in fs.commands),
+    assert wait_for(lambda: any("hash insert/esl_guard/acme/" in c for c in fs.commands),
                     timeout=10)
     assert wait_for(lambda: len(audit(pg_url, ("lock",))) >= 1, timeout=10)
     # The standby, following the same events, also decided those hangups and that lock: give
@@ -143,7 +143,7 @@ def test_only_the_active_acts_and_each_decision_is_stored_once(
     asked = resyncs(fs)
     assert wait_for(lambda: resyncs(fs) >= asked + 2, timeout=UP)
     assert [kill_commands(fs, u) for u in calls] == [1, 1, 1]
-    assert sum(1 for c in fs.commands if "hash insert/" in c and "/acme/" in c) == 1
+    assert sum(1 for c in fs.commands if "hash insert/esl_guard/acme/" in c) == 1
     hangups = audit(pg_url, ("hangup",))
     assert sorted(str(r["uuid"]) for r in hangups) == sorted(calls)
     assert len(audit(pg_url, ("violation",))) == 3
