@@ -143,8 +143,12 @@ class NodeLink:
         for line in self.owner.event_filters():  # before the subscription: no event unfiltered
             reply = conn.send(f"filter {line}")
             if not reply.ok:
-                conn.close("event filter refused")
-                raise ESLError(f"event filter refused: {reply.text}")
+                # A peer without `filter`: every CHANNEL_EXECUTE(_COMPLETE) comes, which costs
+                # throughput but decides nothing differently (the account is learned from any
+                # event that carries it); enforcement must not stop for it.
+                log.warning("node %s: event filter refused (%s); following every "
+                            "CHANNEL_EXECUTE event instead", self.name, reply.text.strip())
+                break
         reply = conn.send(f"event plain {SUBSCRIPTION}")
         if not reply.ok:
             conn.close("subscription refused")

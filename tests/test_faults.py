@@ -190,3 +190,14 @@ def test_freeswitch_killed_with_calls_up_and_back_at_once(h: Harness, fs: FakeFr
     second = fs.create_call("acme", account_on="create")
     assert wait_for(lambda: h.killed(second))
     assert not h.killed(first) and not h.killed(up)
+
+
+def test_a_peer_without_event_filters_is_still_enforced(h: Harness, fs: FakeFreeSWITCH) -> None:
+    """An event-socket peer that refuses `filter`: esl-guard subscribes without filters (every
+    CHANNEL_EXECUTE comes) instead of reconnecting forever, and enforces."""
+    fs.refuse_commands.add("filter")
+    d = h.start("max_concurrent_calls = 1")
+    assert wait_for(lambda: d.guard.links["default"].connected and d.guard.sync["default"].ok)
+    assert any(c.startswith("filter ") for c in fs.commands)
+    still_enforcing(h, fs)
+    assert d.guard.links["default"].reconnects == 0

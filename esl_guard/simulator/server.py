@@ -68,6 +68,8 @@ class FakeFreeSWITCH:
         self.hash: dict[str, dict[str, str]] = {}
         self.api_delay: float = 0.0
         self.fail_api: set[str] = set()
+        #: socket commands answered `-ERR command not found` (a peer that lacks them)
+        self.refuse_commands: set[str] = set()
         self.holds: list[ApiHold] = []
         self.accepted = 0  # connections accepted, ever
         self.drop_after_subscribe = False
@@ -514,7 +516,7 @@ class FakeFreeSWITCH:
                 conn.send(command_reply("-ERR command not found"))
             return
         handler = _COMMANDS.get(word)
-        if handler is None:
+        if handler is None or word in self.refuse_commands:
             conn.send(command_reply("-ERR command not found"))
             return
         handler(self, conn, arg.strip(), rest)
