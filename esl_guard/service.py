@@ -12,15 +12,13 @@ import time
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-from gevent.event import AsyncResult
 
 from esl_guard.cluster import decision_id, lock_id_for
 from esl_guard.config import Config, NodeConfig
-from esl_guard.esl import ESLError, Reply
+from esl_guard.esl import ESLError
 from esl_guard.events import (
     CALL_EVENTS,
     EventDecoder,
@@ -31,27 +29,19 @@ from esl_guard.events import (
 )
 from esl_guard.logsummary import RefusalSummary, Summary
 from esl_guard.metrics import Metrics
-from esl_guard.model import Action, ActionKind, AuditRecord, ChannelRow, Lock, Rule, clause_of
+from esl_guard.model import Action, ActionKind, AuditRecord, Lock, Rule, clause_of
 from esl_guard.node import NodeLink
 from esl_guard.policy import (
     GATE_REFRESH,
     ended_horizon,
-    gate_realm,
-    gate_value,
-    hash_value,
-    needs_answer_time,
     node_lost,
-    parse_hash_dump,
-    recheck_after,
     reconcile_locks,
-    restarted,
     restored_windows,
-    stale_gate_keys,
-    stale_hash_keys,
 )
-from esl_guard.resync import ADOPT_AFTER, ResyncError, not_too_new
-from esl_guard.safety import describe_account, is_safe_account, is_uuid
-from esl_guard.snapshot import retry_delay
+from esl_guard.pushes import PushesMixin
+from esl_guard.resyncing import NodeSync, ResyncMixin
+from esl_guard.roles import RolesMixin
+from esl_guard.safety import describe_account, is_uuid
 from esl_guard.tracker import Tracker
 
 log = logging.getLogger("esl_guard.enforce")
@@ -83,22 +73,7 @@ def restored_summary(locks: Sequence[Any], lock_history: Mapping[str, Sequence[f
     ]
 
 
-@dataclass
-class NodeSync:
-    """Resync bookkeeping of one node."""
-
-    syncing: bool = False           # initial resync in flight: events are buffered
-    buffer: list[tuple[str, bytes]] = field(default_factory=list)
-    inflight: bool = False          # a periodic reconciliation is in flight
-    next_resync: float = 0.0
-    down_since: float | None = None  # the link went down then (monotonic); None: up or lost
-    ok: bool = False
-    failures: int = 0               # reconciliations failed in a row (retried within seconds)
-    asked: float = 0.0              # wall time the latest channel list was asked for
-    core_uuid: str | None = None    # the switch's Core-UUID when last connected
-
-
-class Guard:
+class Guard(PushesMixin, ResyncMixin, RolesMixin):
     def __init__(self, config: Config, *, writer: Any = None, store: Any = None,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, notifier: Any = None,
@@ -175,22 +150,6 @@ class Guard:
             link.stop()
         gevent.killall(self._greenlets, timeout=2)
 
-    def _delete_all_gates(self, wait: float = 2.0) -> None:
-        """A stopped daemon refuses nothing: the active instance deletes its gates from every
-        connected node and waits (at most ``wait`` seconds) for the answers before the links
-        close, so none is cut off mid-way; what is left expires by itself (GATE_TTL)."""
-        if not self.active or not self.tracker.gates:
-            return
-        realm = gate_realm(self.config.lock_realm)
-        pending: list[AsyncResult] = []
-        for link in self.links.values():
-            for key in [k for k in self.tracker.gates if _safe_gate_key(k)]:
-                try:
-                    pending.append(link.api_nowait(f"hash delete/{realm}/{key}"))
-                except ESLError:
-                    break  # not connected: its entries expire
-        gevent.wait(pending, timeout=wait)
-
     def _tick_loop(self) -> None:
         while not self._stopping:
             gevent.sleep(TICK)
@@ -261,39 +220,7 @@ class Guard:
         elif tracker.gate_changes:
             self._push_gates()
 
-    # ------------------------------------------------------------------ node callbacks
-    def node_connected(self, link: NodeLink) -> None:
-        self.metrics.connected.labels(link.name).set(1)
-        if link.reconnects:
-            self.metrics.reconnects.labels(link.name).inc()
-        if self.active:
-            self._push_all_locks(link)
-            self._spawn(self._delete_stale_hash, link)
-            self._push_all_gates(link)
-            self._spawn(self._delete_stale_gates, link)
-        st = self.sync[link.name]
-        if restarted(st.core_uuid, link.core_uuid):
-            n = self.tracker.forget_node(link.name, self.clock())
-            syslog.warning("node %s: FreeSWITCH restarted (new Core-UUID %s): its %d calls "
-                           "ended with its previous run and no longer count", link.name,
-                           link.core_uuid, n)
-        st.core_uuid = link.core_uuid or st.core_uuid
-        st.down_since = None
-        st.ok = False
-        st.syncing = True
-        st.buffer = []
-        self._spawn(self._initial_resync, link, st)
-        self._status_changed()
-
-    def node_disconnected(self, link: NodeLink, reason: str) -> None:
-        self.metrics.connected.labels(link.name).set(0)
-        st = self.sync[link.name]
-        st.down_since = self.clock()
-        if st.syncing:  # keep what we learned; nothing is dropped on a failed sync
-            self._flush_buffer(link.name, st)
-        st.inflight = False
-        self._status_changed()
-
+    # ------------------------------------------------------------------ node status
     def _status_changed(self) -> None:
         if self.notifier is not None:
             self.notifier.status(self.status_line())
@@ -306,131 +233,6 @@ class Guard:
         if down:
             text += f" (down: {', '.join(down)})"
         return text + f"; {self.tracker.live_calls()} calls"
-
-    # ------------------------------------------------------------------ resync
-    def _try_fetch(self, link: NodeLink, st: NodeSync) -> list[ChannelRow] | Exception:
-        """The node's channel list, over a connection of its own (hangups never wait for it),
-        or why not; after a failure the next try is within seconds (backing off up to
-        resync_interval)."""
-        st.asked = self.wall()
-        try:
-            return link.fetch_channels(self.config.account_variable, self.wall,
-                                       self._answer_unknown(link.name))
-        except (ESLError, ResyncError) as exc:
-            st.failures += 1
-            st.next_resync = self.clock() + retry_delay(st.failures, link.cfg.resync_interval)
-            return exc
-
-    def _answer_unknown(self, node: str) -> Callable[[ChannelRow], bool]:
-        """Which listed channels need their answer time (``uuid_dump``): answered, of an
-        account with a duration limit, not yet timed here."""
-        nodes = self.tracker.nodes
-        limits_for = self.config.limits_for
-
-        def needs(row: ChannelRow) -> bool:
-            call = nodes.get(node, {}).get(row.uuid)
-            timed = call is not None and call.answered is not None
-            return (row.account is not None
-                    and needs_answer_time(row.answered, row.b_leg, timed, limits_for(row.account)))
-        return needs
-
-    def _initial_resync(self, link: NodeLink, st: NodeSync) -> None:
-        asked = self.clock()
-        fetch = gevent.spawn(self._try_fetch, link, st)
-        fetch.join(timeout=link.cfg.command_timeout)
-        if not fetch.ready():
-            # A slow answer: hangups must not wait for it.  The buffered events are applied
-            # now, and the answer, when it comes, like a periodic reconciliation's.
-            syslog.warning("node %s: the channel list is slow (over command_timeout); "
-                           "following events meanwhile", link.name)
-            st.inflight = True
-            self._flush_buffer(link.name, st)
-            self._reconcile(link, fetch, "initial", asked)
-            return
-        rows = fetch.get()
-        if isinstance(rows, Exception):
-            self.metrics.resyncs.labels(link.name, "failed").inc()
-            syslog.error("node %s: resync failed, keeping the calls we know (%s); retrying in "
-                         "%.0fs", link.name, rows, st.next_resync - self.clock())
-            self._flush_buffer(link.name, st)
-            return
-        # A call whose CHANNEL_CREATE arrived after we subscribed is a new call, not one that
-        # was already up: it is left out of the snapshot and goes through the policy when the
-        # buffered events are replayed.
-        decoder = self.decoders[link.name]
-        created = {ev.uuid for name, body in st.buffer if name == "CHANNEL_CREATE"
-                   for ev in (decoder.lazy(body, name),) if ev is not None}
-        rows = [r for r in rows if r.uuid not in created]
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
-        dropped += self._drop_gone(link)
-        self._resync_done(link, st, added, dropped, "initial")
-        self.dispatch(actions)
-        self._flush_buffer(link.name, st)
-
-    def _drop_gone(self, link: NodeLink) -> int:
-        """After a (re)connect: the calls the first list omitted but kept (their events began
-        just before it was asked for) came over an earlier connection, so they may have ended
-        unseen while the link was down.  The switch's sessions tell (``uuid_exists``, not its
-        lagging database): those it no longer has end now.  Unanswered: kept, the next
-        reconciliation (within seconds) tells."""
-        gone: list[str] = []
-        for uuid in list(self.tracker.unlisted):
-            try:
-                reply = link.api(f"uuid_exists {uuid}")
-            except ESLError as exc:
-                syslog.warning("node %s: uuid_exists %s failed (%s): the call is kept until "
-                               "the next reconciliation", link.name, uuid, exc)
-                break
-            if reply.body.strip() == "false":
-                gone.append(uuid)
-        return self.tracker.gone(link.name, gone, self.clock()) if gone else 0
-
-    def _flush_buffer(self, node: str, st: NodeSync) -> None:
-        st.syncing = False
-        buffered, st.buffer = st.buffer, []
-        for name, body in buffered:
-            self._apply_event(node, name, body, st)
-
-    def _reconcile(self, link: NodeLink, fetch: gevent.Greenlet | None = None,
-                   kind: str = "periodic", asked: float | None = None) -> None:
-        st = self.sync[link.name]
-        if fetch is None:
-            st.inflight = True
-            asked = self.clock()
-        try:
-            rows = fetch.get() if fetch is not None else self._try_fetch(link, st)
-        finally:
-            st.inflight = False
-        if isinstance(rows, Exception):
-            self.metrics.resyncs.labels(link.name, "failed").inc()
-            syslog.warning("node %s: reconciliation failed, nothing changed (%s); retrying in "
-                           "%.0fs", link.name, rows, st.next_resync - self.clock())
-            return
-        # The answer lags behind events: the tracker keeps calls first seen shortly before it
-        # was asked for, and never brings back calls seen to end (policy.calls).  A brand-new
-        # call it does not know yet is left to its events; one older than this connection has
-        # none coming (its CHANNEL_CREATE came before we subscribed) and is adopted at once.
-        since = st.asked - (link.connected_since or 0.0)  # rows' ages are from after `asked`
-        rows = not_too_new(rows, self.tracker.nodes.get(link.name, {}),
-                           min(ADOPT_AFTER, max(0.0, since)))
-        added, dropped, actions = self.tracker.resync(link.name, rows, self.clock(), asked)
-        if kind == "initial":
-            dropped += self._drop_gone(link)
-        self._resync_done(link, st, added, dropped, kind)
-        self.dispatch(actions)
-
-    def _resync_done(self, link: NodeLink, st: NodeSync, added: int, dropped: int,
-                     kind: str) -> None:
-        st.ok = True
-        st.failures = 0
-        st.next_resync = self.clock() + recheck_after(self.tracker.unlisted_kept,
-                                                      link.cfg.resync_interval)
-        self.metrics.resyncs.labels(link.name, "ok").inc()
-        self.metrics.resync_changes.labels(link.name, "added").inc(added)
-        self.metrics.resync_changes.labels(link.name, "dropped").inc(dropped)
-        level = logging.INFO if (added or dropped or kind == "initial") else logging.DEBUG
-        syslog.log(level, "node %s: %s resync: %d calls added, %d phantom calls dropped",
-                   link.name, kind, added, dropped)
 
     # ------------------------------------------------------------------ actions
     def _reachable(self, node: str) -> bool:
@@ -502,57 +304,6 @@ class Guard:
                                 "destination_class": action.destination_class,
                                 "uuid": action.uuid, "node": action.node,
                                 "dry_run": action.dry_run})
-
-    # ------------------------------------------------------------------ roles (issue 14)
-    def _follow(self, actions: list[Action]) -> None:
-        """A hot standby acts on nothing: its hangups (and their violations) wait in the
-        tracker's deferred hangups, which a takeover carries out if their call is still up and
-        their reason still holds (the active, meanwhile, ended those calls, and the next
-        resync forgets them); the rest is the active's to record."""
-        for action in actions:
-            if (action.kind in (ActionKind.HANGUP, ActionKind.VIOLATION) and not action.dry_run
-                    and action.uuid is not None and action.node is not None):
-                self.tracker.defer(action)
-            if action.kind in (ActionKind.HANGUP, ActionKind.LOCK) and not action.dry_run:
-                syslog.info("standby: %s of %s (%s, uuid=%s) left to the active instance",
-                            action.kind.value, describe_account(action.account),
-                            action.rule.value if action.rule else "-", action.uuid or "-")
-
-    def set_active(self, active: bool) -> None:
-        """The role changed: a takeover pushes the locks and carries out, with the state
-        already held, the hangups decided while standby whose calls are still up; stepping
-        down stops acting."""
-        if active == self.active:
-            return
-        self.active = active
-        if active:
-            self._take_over()
-        self._status_changed()
-
-    def _take_over(self) -> None:
-        now = self.clock()
-        for lock in list(self.tracker.locks.values()):
-            if lock.pending and lock.origin == "auto" and self.tracker.is_locked(lock.account):
-                # Decided while standby (or not yet written by the old active): written now,
-                # once (the lock id is deterministic).
-                self._record(Action(ActionKind.LOCK, lock.account, Rule.LOCK_AFTER,
-                                    until=lock.until_wall, detail=lock.reason,
-                                    clause=clause_of(Rule.LOCK_AFTER),
-                                    extra={"lock_id": lock.lock_id, "origin": lock.origin,
-                                           "since": lock.since}))
-        actions: list[Action] = []
-        for name, link in self.links.items():
-            if link.connected:
-                self._push_all_locks(link)
-                self._spawn(self._delete_stale_hash, link)
-                self._push_all_gates(link)
-                self._spawn(self._delete_stale_gates, link)
-                actions += self.tracker.due_deferred(name, now)
-        kills = sum(1 for a in actions if a.kind is ActionKind.HANGUP)
-        syslog.warning("takeover: %d locks pushed, %d calls over their limits hung up",
-                       sum(1 for lk in self.tracker.locks.values()
-                           if self.tracker.is_locked(lk.account)), kills)
-        self.dispatch(actions)
 
     def _store_minutes(self, now: float) -> None:
         """The answered intervals of calls that ended under a minute budget go to the database
@@ -652,159 +403,10 @@ class Guard:
             return
         self._watch(result, link, "uuid_kill", a.uuid)
 
-    def _watch(self, result: AsyncResult, link: NodeLink, command: str, subject: str) -> None:
-        def done(res: AsyncResult) -> None:
-            if not res.successful():
-                self.metrics.command_errors.labels(link.name, command).inc()
-                syslog.error("%s %s on node %s: %s", command, subject, link.name, res.exception)
-                return
-            reply: Reply = res.value
-            text = reply.text.strip()
-            if text.startswith("+OK"):
-                return
-            if command == "uuid_kill" and "No such channel" in text:
-                syslog.info("uuid_kill %s on node %s: call already gone", subject, link.name)
-                return
-            self.metrics.command_errors.labels(link.name, command).inc()
-            syslog.error("%s %s on node %s answered %r", command, subject, link.name, text[:200])
-
-        result.rawlink(done)
-        timeout = link.cfg.command_timeout
-
-        def expire() -> None:
-            if not result.ready():
-                self.metrics.command_errors.labels(link.name, command).inc()
-                syslog.error("%s %s on node %s: no reply within %gs", command, subject,
-                             link.name, timeout)
-        gevent.spawn_later(timeout, expire)
-
-    # ------------------------------------------------------------------ locks in FreeSWITCH
-    def lock_state_known(self) -> None:
-        """The lock state was loaded from the database (maybe late, after an outage at the
-        start): from now on every entry of the lock realm that is not an active lock goes."""
-        self.locks_known = True
-        if not self.active:
-            return
-        for link in self.links.values():
-            if link.connected:
-                self._spawn(self._delete_stale_hash, link)
-
-    def _delete_stale_hash(self, link: NodeLink) -> None:
-        """After a connect (the active locks were just pushed): delete every entry of the lock
-        realm that is not an active lock, e.g. of a lock that expired or was unlocked while
-        esl-guard or its link was down (:func:`esl_guard.policy.stale_hash_keys`)."""
-        realm = self.config.lock_realm
-        entries = self._hash_entries(link, realm, "the lock realm", "entries of ended locks")
-        if entries is None:
-            return
-        for key in stale_hash_keys(entries, self.tracker.locks, self.wall(), self.locks_known):
-            syslog.info("node %s: deleting the stale lock entry %s/%s (%s)", link.name, realm,
-                        describe_account(key), entries[key])
-            self._hash_delete(link, key)
-
-    def _push_lock(self, link: NodeLink, account: str, until: float | None) -> None:
-        if not link.connected:
-            return  # pushed again on (re)connect
-        if not is_safe_account(account):
-            self.metrics.bad_input.labels("unsafe_account").inc()
-            syslog.warning("not pushing the lock of %s into FreeSWITCH: the account code has "
-                           "characters that are unsafe in an ESL command; its calls are still "
-                           "hung up by esl-guard", describe_account(account))
-            return
-        cmd = f"hash insert/{self.config.lock_realm}/{account}/{hash_value(until)}"
-        self._send_watched(link, cmd, "hash insert", account)
-
-    def _hash_delete(self, link: NodeLink, account: str) -> None:
-        if not link.connected or not is_safe_account(account):
-            return
-        self._send_watched(link, f"hash delete/{self.config.lock_realm}/{account}",
-                           "hash delete", account)
-
-    def _send_watched(self, link: NodeLink, cmd: str, what: str, subject: str) -> None:
-        try:
-            result = link.api_nowait(cmd)
-        except ESLError as exc:
-            self.metrics.command_errors.labels(link.name, what).inc()
-            syslog.error("%s %s on node %s failed: %s", what, subject, link.name, exc)
-            return
-        self._watch(result, link, what, subject)
-
-    def _push_all_locks(self, link: NodeLink) -> None:
-        for lock in list(self.tracker.locks.values()):
-            if self.tracker.is_locked(lock.account):
-                self._push_lock(link, lock.account, lock.until_wall)
-
     # ------------------------------------------------------------------ the admission gate
     def event_filters(self) -> list[str]:
         """The ESL ``filter`` lines a node's link sends after subscribing."""
         return event_filters(self.config.account_variable)
-
-    def _push_gates(self) -> None:
-        """Push the gates that changed (policy.gate; the tracker keys them by
-        :func:`~esl_guard.policy.gate_key`: ``ACCOUNT``, ``ACCOUNT:CLASS``) into every
-        connected node: an insert for a gate, a delete for a gate gone.  Called right after the
-        event that changed it (a call's end: before anything else), in order on each link."""
-        gates = self.tracker.gates
-        changes = self.tracker.take_gate_changes()
-        if not self.active:  # a standby pushes nothing (issue 14); a takeover pushes them all
-            return
-        for key in changes:
-            gate = gates.get(key)
-            for link in self.links.values():
-                if gate is None:
-                    self._gate_delete(link, key)
-                else:
-                    self._gate_insert(link, key)
-
-    def _gate_insert(self, link: NodeLink, key: str) -> None:
-        gate = self.tracker.gates.get(key)
-        if gate is None or not link.connected:
-            return  # pushed again on (re)connect
-        if not _safe_gate_key(key):
-            self.metrics.bad_input.labels("unsafe_account").inc()
-            return  # its calls are still refused by esl-guard itself
-        value = gate_value(gate, self.clock(), self.wall())
-        self._send_watched(link, f"hash insert/{gate_realm(self.config.lock_realm)}/{key}/"
-                           f"{value}", "hash insert", key)
-
-    def _gate_delete(self, link: NodeLink, key: str) -> None:
-        if not link.connected or not _safe_gate_key(key):
-            return
-        self._send_watched(link, f"hash delete/{gate_realm(self.config.lock_realm)}/{key}",
-                           "hash delete", key)
-
-    def _push_all_gates(self, link: NodeLink) -> None:
-        for account in list(self.tracker.gates):
-            self._gate_insert(link, account)
-
-    def _refresh_gates(self) -> None:
-        """Busy gates expire in FreeSWITCH (GATE_TTL) unless pushed again: push them."""
-        if not self.active:
-            return
-        for account, gate in list(self.tracker.gates.items()):
-            if gate.reopens is None:
-                for link in self.links.values():
-                    self._gate_insert(link, account)
-
-    def _delete_stale_gates(self, link: NodeLink) -> None:
-        """After a connect (the gates were just pushed): delete every entry of the gate realm
-        that is not a gate now (:func:`esl_guard.policy.stale_gate_keys`)."""
-        realm = gate_realm(self.config.lock_realm)
-        entries = self._hash_entries(link, realm, "the admission realm", "stale entries")
-        for key in stale_gate_keys(entries or {}, self.tracker.gates):
-            self._gate_delete(link, key)
-
-    @staticmethod
-    def _hash_entries(link: NodeLink, realm: str, what: str,
-                      left: str) -> dict[str, str] | None:
-        """The entries of a mod_hash realm on a node (``hash_dump``), None if it cannot say."""
-        try:
-            reply = link.api(f"hash_dump db {realm}")
-        except ESLError as exc:
-            syslog.warning("node %s: cannot list %s %s (hash_dump): %s; %s stay until their "
-                           "expiry", link.name, what, realm, exc, left)
-            return None
-        return parse_hash_dump(reply.body, realm)
 
     # ------------------------------------------------------------------ locks from the DB
     def sync_locks(self, active: list[Any], unlocked: Sequence[tuple[str, float]] = (), *,
@@ -950,9 +552,3 @@ def _lock_id(account: str, trigger: str) -> str:
     """A lock's id: deterministic from the violation that took it (issue 14), random for one
     without a call."""
     return lock_id_for(account, trigger) if trigger else str(uuidlib.uuid4())
-
-
-def _safe_gate_key(key: str) -> bool:
-    """A gate key may go into a ``hash`` command: ``ACCOUNT`` or ``ACCOUNT:CLASS``, each part
-    safe (:func:`esl_guard.safety.is_safe_account`; ``:`` is in no account code)."""
-    return all(is_safe_account(part) for part in key.split(":", 1))
