@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from sys import intern
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -194,7 +195,7 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
             continue
         account = row[i_acct] if i_acct is not None else ""
         bleg = row[i_bleg] if i_bleg is not None else ""
-        number = row[i_dest] if i_dest is not None else ""
+        number = intern(row[i_dest]) if i_dest is not None else ""  # a few numbers repeat a lot
         seq += 1
         yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg, False,
                number or None)
