@@ -157,10 +157,12 @@ def test_json_output_has_the_audit_fields_plus_clause(tmp_path: Path,
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     audit_fields = ["time", "account", "kind", "rule", "uuid", "node", "dry_run", "detail",
                     "limit", "observed", "origin", "event_id", "epoch"]
-    assert all(list(d) == audit_fields + ["clause"] for d in lines[:-1])
+    assert all(list(d) == audit_fields + ["clause", "destination", "destination_class"]
+               for d in lines[:-1])
     rate = next(d for d in lines if d["rule"] == "max_call_rate")
     assert rate["clause"] == "denial_of_service" and rate["observed"] == "13/10s"
     assert rate["time"].endswith("Z") and rate["limit"] == "12/10s"
+    assert rate["destination"] == "9001" and rate["destination_class"] is None  # no classes
     assert lines[-1]["kind"] == "summary" and lines[-1]["calls_seen"] == 210
 
 

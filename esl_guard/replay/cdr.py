@@ -1,7 +1,8 @@
 """CDR records (mod_cdr_csv, mod_json_cdr) -> calls in start order, in bounded memory.
 
-A call is a tuple ``(start, order, uuid, seq, account, answer, end, bleg_uuid, b_leg)``
-(times in epoch seconds, ``answer`` None when never answered).  Tuples, not objects: a month of
+A call is a tuple ``(start, order, uuid, seq, account, answer, end, bleg_uuid, b_leg,
+destination)`` (times in epoch seconds, ``answer`` None when never answered, ``destination`` the
+dialled number, ``destination_number``, or None).  Tuples, not objects: a month of
 CDRs is tens of millions of rows.
 
 Order.  Both modules write a record when a call ENDS (mod_cdr_csv appends a line to Master.csv,
@@ -21,8 +22,9 @@ Formats, from FreeSWITCH's sources:
   newline breaks the line: such rows are reported and skipped.
 * mod_json_cdr writes ``<uuid>.cdr.json`` (``a_<uuid>`` with prefix-a-leg) holding one JSON
   object and a newline: ``variables`` (values URL-encoded unless ``encode-values = false``)
-  with ``uuid``, ``start_uepoch``, ``answer_uepoch`` (0 when never answered), ``end_uepoch``
-  and the account variable; ``channel_data.direction``; ``callflow`` (an object, or a list)
+  with ``uuid``, ``start_uepoch``, ``answer_uepoch`` (0 when never answered), ``end_uepoch``,
+  ``destination_number`` (else the first caller profile's) and the account variable;
+  ``channel_data.direction``; ``callflow`` (an object, or a list)
   whose ``caller_profile`` has ``originator`` on the B-leg of a bridge and ``times``
   (``created_time``, ``answered_time``, ``hangup_time``, microseconds).
 """
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from sys import intern
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -56,7 +59,7 @@ RUN = 200_000          # records sorted in memory per run of the external sort
 SPILL_CHUNK = 4096     # records per marshal frame in a spilled run
 BLEG_HORIZON = 3600.0  # a B-leg row starts within this of its A-leg
 
-Call = tuple[float, int, str, int, "str | None", "float | None", float, str, bool]
+Call = tuple[float, int, str, int, "str | None", "float | None", float, str, bool, "str | None"]
 
 
 class StampParser:
@@ -151,6 +154,7 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
     acct_name = account_variable if account_variable in columns else "accountcode"
     i_acct = columns.index(acct_name) if acct_name in columns else None
     i_bleg = columns.index("bleg_uuid") if "bleg_uuid" in columns else None
+    i_dest = columns.index("destination_number") if "destination_number" in columns else None
     i_start, conv_start = start_col
     i_end, conv_end = end_col
     i_ans, conv_ans = answer_col if answer_col is not None else (None, None)
@@ -191,8 +195,10 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
             continue
         account = row[i_acct] if i_acct is not None else ""
         bleg = row[i_bleg] if i_bleg is not None else ""
+        number = intern(row[i_dest]) if i_dest is not None else ""  # a few numbers repeat a lot
         seq += 1
-        yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg, False)
+        yield (start, 0 if bleg else 1, uuid, seq, account or None, answer, end, bleg, False,
+               number or None)
 
 
 def _times_of(cdr: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
@@ -253,7 +259,19 @@ def json_call(cdr: Any, account_variable: str, seq: int) -> Call | str:
     account = _value(var, account_variable) or None
     bleg = _value(var, "bleg_uuid")
     return (start, 0 if bleg else 1, uuid, seq, account, answer, end, bleg,
-            outbound and originated)
+            outbound and originated, _destination(var, flows))
+
+
+def _destination(var: dict[str, Any], flows: list[dict[str, Any]]) -> str | None:
+    """The dialled number: ``destination_number``, else that of the first caller profile (the
+    call as it was dialled, before any transfer), as the daemon reads it on the A-leg's
+    CHANNEL_CREATE."""
+    number = _value(var, "destination_number")
+    if not number and flows:
+        profile = flows[-1].get("caller_profile")
+        value = profile.get("destination_number") if isinstance(profile, dict) else None
+        number = value if isinstance(value, str) else ""
+    return number or None
 
 
 def json_calls(stream: IO[bytes], name: str, account_variable: str,
@@ -376,5 +394,5 @@ def mark_b_legs(calls: Iterable[Call]) -> Iterator[Call]:
             order.append((start, call[7]))
         if not call[8] and blegs and call[2] in blegs:
             del blegs[call[2]]
-            call = call[:8] + (True,)
+            call = (*call[:8], True, call[9])
         yield call

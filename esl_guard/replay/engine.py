@@ -7,8 +7,14 @@ call over ``max_call_duration`` is cut at ``answer + limit`` and not at the next
 Events recorded at the same instant as a timer are applied first: a call whose recorded length
 equals the limit has not exceeded it.
 
-CDR calls become the events the tracker needs: CHANNEL_CREATE at start (with the account),
-CHANNEL_ANSWER at answer if answered, CHANNEL_HANGUP_COMPLETE at end.  Calls arrive in start
+Minute budgets (``max_minutes``) fall due on the tracker's budget wheel: when a budget is
+configured, the engine follows the wheel's earliest slot after every answer and every tick and
+ticks at it, so a call that takes an account's minutes to N is cut at that second.  Without a
+budget this costs nothing.
+
+CDR calls become the events the tracker needs: CHANNEL_CREATE at start (with the account and the
+dialled number, so destination classes apply as in the daemon), CHANNEL_ANSWER at answer if
+answered, CHANNEL_HANGUP_COMPLETE at end.  Calls arrive in start
 order; answers and ends wait in a heap, so memory follows the calls that are up.
 """
 from __future__ import annotations
@@ -56,17 +62,18 @@ class CdrEvent:
     tracker's ``CallEventLike``), in a plain slotted class: a frozen dataclass costs ~6 us to
     build, three per CDR row."""
 
-    __slots__ = ("name", "node", "uuid", "account", "b_leg", "hangup_at")
-    destination = None  # a CDR row's number is not replayed (no destination class applies)
+    __slots__ = ("name", "node", "uuid", "account", "b_leg", "hangup_at", "destination")
 
     def __init__(self, name: str, node: str, uuid: str, account: str | None,
-                 b_leg: bool, hangup_at: float | None = None) -> None:
+                 b_leg: bool, hangup_at: float | None = None,
+                 destination: str | None = None) -> None:
         self.name = name
         self.node = node
         self.uuid = uuid
         self.account = account
         self.b_leg = b_leg
         self.hangup_at = hangup_at  # ANSWER: when the recorded call ended
+        self.destination = destination  # the dialled number (destination_number)
 
 
 def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
@@ -78,14 +85,14 @@ def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
     times: list[float] = []
     due: dict[float, list[CdrEvent]] = {}
     push, pop = heapq.heappush, heapq.heappop
-    for start, _, uuid, _, account, answer, end, _, b_leg in calls:
+    for start, _, uuid, _, account, answer, end, _, b_leg, number in calls:
         while times and times[0] <= start:
             t = pop(times)
             for ev in due.pop(t):
                 yield t, ev
-        yield start, CdrEvent(CREATE, node, uuid, account, b_leg)
+        yield start, CdrEvent(CREATE, node, uuid, account, b_leg, None, number)
         if answer is not None:
-            answered = CdrEvent(ANSWER, node, uuid, account, b_leg, end)
+            answered = CdrEvent(ANSWER, node, uuid, account, b_leg, end, number)
             if answer == start:  # nothing can come between: no need to queue it
                 yield start, answered
             elif answer in due:
@@ -125,14 +132,20 @@ class Engine:
     def __init__(self, config: Config, on_decision: Callable[[Decision], None]) -> None:
         self.config = config
         self.now = float("-inf")
-        self.tracker = Tracker(config.limits_for, self._wall)
+        dests = config.destinations
+        self.tracker = Tracker(config.limits_for, self._wall, dests)
         self.on_decision = on_decision
         self.stats = Stats()
         self._timers: list[float] = []
         limits = [config.policy, *config.accounts.values()]
+        limits += [dests.limits(a, c) for c in dests.classes if c not in dests.exempt
+                   for a in ("", *config.accounts)]  # "": an account without a section
         durations = [x.max_call_duration for x in limits if x.max_call_duration is not None]
         #: No account's duration limit is shorter: a recorded call ending sooner needs no tick.
         self._shortest_limit = min(durations, default=math.inf)
+        #: Some max_minutes is configured: the budget wheel is followed (:meth:`_follow_budgets`).
+        self._budgets = any(x.max_minutes is not None for x in limits)
+        self._budget_slot: int | None = None  # the budget wheel's slot last scheduled
         self._drain_at = -math.inf
 
     def _wall(self) -> float:
@@ -152,6 +165,9 @@ class Engine:
             actions = self.tracker.tick(self.now)
             if actions:
                 self._decide(actions)
+            if self._budgets:
+                self._budget_slot = None  # that slot fired: follow the wheel again
+                self._follow_budgets()
 
     def _drain(self, t: float) -> None:
         """Time moves on to ``t``: every DRAIN_EVERY recorded seconds, tick at the moment just
@@ -161,10 +177,13 @@ class Engine:
         (Each tick that finds something due costs O(armed buckets) in the tracker, so not
         every second.)"""
         self._drain_at = t + DRAIN_EVERY
+        self.tracker.gate_changes.clear()  # the daemon pushes them into FreeSWITCH; no one here
         if self.now > -math.inf:
             actions = self.tracker.tick(self.now)
             if actions:
                 self._decide(actions)
+            if self._budgets:
+                self._follow_budgets()
 
     def finish(self) -> None:
         """The end of the recording: fire what falls due up to its last moment, no later."""
@@ -198,6 +217,8 @@ class Engine:
             actions = self.tracker.tick(self.now)
             if actions:
                 self._decide(actions)
+        if self._budgets:  # an account learned late may have armed a budget
+            self._follow_budgets()
 
     def run(self, events: Iterable[Timed]) -> None:
         """``apply`` for every event of a CDR timeline: the same steps, with the lookups
@@ -232,8 +253,11 @@ class Engine:
             stats.last = now
 
     def _arm(self, ev: CallEventLike) -> None:
-        """A call was answered: the moment its duration limit falls due is a moment to tick
-        at, unless the recording shows it ended first."""
+        """A call was answered: the moment its duration limit (its account's or its
+        destination class's, the earlier) falls due is a moment to tick at, unless the
+        recording shows it ended first; and the budget wheel may have a new earliest slot."""
+        if self._budgets:
+            self._follow_budgets()
         end = ev.hangup_at if isinstance(ev, CdrEvent) else None
         if end is not None and end - self.now <= self._shortest_limit:
             return
@@ -241,11 +265,34 @@ class Engine:
         if not account:
             return
         limit = self.config.limits_for(account).max_call_duration
+        dests = self.config.destinations
+        if dests.classes:
+            cls = dests.classify(getattr(ev, "destination", None))
+            if cls in dests.exempt:
+                return  # never counted, never timed
+            other = None if cls is None else dests.limits(account, cls).max_call_duration
+            if other is not None and (limit is None or other < limit):
+                limit = other
         if limit is None:
             return
         due = slot_time(self.now + limit)
         if end is None or end > due:
             heapq.heappush(self._timers, due)
+
+    def _follow_budgets(self) -> None:
+        """Schedule a tick at the earliest slot of the tracker's budget wheel (``max_minutes``
+        deadlines, armed and re-armed by the tracker itself), once per slot; a slot already
+        due is taken at the next tick, as the daemon's ticker would.  Read from the wheel: a
+        budget's deadline depends on every answered call of the account and of its class,
+        and the tracker alone keeps them."""
+        slot = self.tracker._budgets._next_slot  # read only
+        if slot is None or slot == self._budget_slot:
+            return
+        self._budget_slot = slot
+        at = slot_time(slot / TIMER_SLOTS_PER_SECOND)
+        if at <= self.now:
+            at = slot_time((int(self.now * TIMER_SLOTS_PER_SECOND) + 1) / TIMER_SLOTS_PER_SECOND)
+        heapq.heappush(self._timers, at)
 
     def _decide(self, actions: list[Action]) -> None:
         stats = self.stats

@@ -28,7 +28,8 @@ def audit_doc(d: Decision, seq: int) -> dict[str, Any]:
             "rule": a.rule.value if a.rule else None, "uuid": a.uuid, "node": a.node,
             "dry_run": a.dry_run, "detail": a.detail, "limit": a.limit, "observed": a.observed,
             "origin": str(a.extra.get("origin", "auto")), "event_id": f"replay-{seq}",
-            "epoch": d.time, "clause": d.clause}
+            "epoch": d.time, "clause": d.clause, "destination": a.destination,
+            "destination_class": a.destination_class}
 
 
 def describe(d: Decision) -> str:
@@ -38,6 +39,8 @@ def describe(d: Decision) -> str:
     parts = [local(d.time), f"{a.kind.value:<9}", what]
     if a.uuid:
         parts.append(f"call {a.uuid}")
+    if a.destination_class:
+        parts.append(f"to {a.destination or '?'} ({a.destination_class})")
     if a.observed is not None or a.limit is not None:
         parts.append(f"observed {a.observed or '-'} vs limit {a.limit or '-'}")
     if a.kind is ActionKind.HANGUP and a.cause:
