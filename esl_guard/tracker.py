@@ -16,13 +16,21 @@ import bisect
 import heapq
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
+from esl_guard.callstate import (
+    _HELD,
+    B_LEG,
+    TIMER_SLOTS_PER_SECOND,
+    Admitting,
+    Call,
+    CallEventLike,
+    needs_facts,
+)
 from esl_guard.classes import ClassesMixin, tag
 from esl_guard.events import END_EVENTS
 from esl_guard.gates import GatesMixin
-from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule, clause_of
+from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule
 from esl_guard.policy import (
     ESCALATION_WINDOW,
     AccountView,
@@ -32,144 +40,35 @@ from esl_guard.policy import (
     Verdict,
     admit,
     adopt,
-    answered_ago,
     carries_on,
     check_duration,
     check_lock_after,
     check_lock_expiry,
     check_short_call_end,
     counts_as_attempt,
-    due_hangups,
     duration_deadline,
     ended_horizon,
     is_inbound,
     is_short,
     is_warning,
-    keeps_unlisted,
     lock_active,
     release_at,
     sequential_run,
-    still_due,
     uses_recent,
     violation_counts_now,
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.policy.gate import Gate
-from esl_guard.timers import SLOTS_PER_SECOND, TimerNode, TimerWheel, disarm
-from esl_guard.usage import AccountState, ClassState, Usage
+from esl_guard.timers import TimerWheel, disarm
+from esl_guard.tracker_locks import LocksMixin
+from esl_guard.tracker_nodes import NodesMixin
+from esl_guard.usage import AccountState, Usage
 
-__all__ = ["B_LEG", "ESCALATION_WINDOW", "AccountState", "Call", "ChannelRow", "Lock", "Tracker"]
-
-
-class CallEventLike(Protocol):
-    """A CallEvent, or a LazyEvent that decodes ``account``/``b_leg`` on first use."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def node(self) -> str: ...
-    @property
-    def uuid(self) -> str: ...
-    @property
-    def account(self) -> str | None: ...
-    @property
-    def b_leg(self) -> bool: ...
-    # Optional (a LazyEvent, a CallEvent): destination, caller_id, source_ip, context, the
-    # call facts the detectors read; an event without them (a replayed CDR) has none.
+__all__ = ["B_LEG", "ESCALATION_WINDOW", "TIMER_SLOTS_PER_SECOND", "AccountState", "Admitting",
+           "Call", "CallEventLike", "ChannelRow", "Lock", "Tracker", "needs_facts"]
 
 
-class Call(TimerNode):
-    """One tracked A-leg.  ``counted``: it holds a concurrency slot of its account.
-
-    ``legs``: the B-legs it created on its node (uuids, from their ``Other-Leg-Unique-ID``).
-    ``moved``: its A-leg ended while some of them were up (an attended transfer,
-    :func:`~esl_guard.policy.carries_on`): the call goes on in ``legs``, each of which maps
-    to it in the node's table, and ``uuid`` is the first of them (the one a hangup kills).
-
-    Its facts (destination, caller ID, ...) are only read while its admission is decided
-    (:class:`Admitting`); nothing of the event is kept.  ``inbound``: a call to the account
-    (hosting detector); ``watch_end``: its end goes through the short-call detector.
-    """
-
-    __slots__ = ("node", "uuid", "account", "answered", "counted", "doomed", "acct",
-                 "inbound", "watch_end", "seen", "destination", "cls", "legs", "moved")
-    # A call outside its admission has no other facts (CallFacts).
-    caller_id: str | None = None
-    source_ip: str | None = None
-    context: str | None = None
-
-    def __init__(self, node: str, uuid: str, seen: float | None = None) -> None:
-        self.node = node
-        self.uuid = uuid
-        # when its events first reached esl-guard (monotonic); None for a call known from a
-        # channel list only: a later list that omits it is believed (policy.keeps_unlisted)
-        self.seen = seen
-        self.account: str | None = None
-        self.answered: float | None = None
-        self.counted = False
-        self.doomed = False  # a hangup was decided (or would have been, in dry run)
-        self.acct: AccountState | None = None
-        self.inbound = False
-        self.watch_end = False
-        self.destination: str | None = None  # the dialled number, once its account is known
-        self.cls: ClassState | None = None   # its destination class's state (issue 12)
-        self.legs: list[str] | None = None
-        self.moved = False
-        # Links in the duration-timer ring holding this call (TimerNode; no super() call on
-        # the event path).
-        self.tprev = None
-        self.tnext = None
-
-
-
-#: Action.extra key of a violation decided while its node was unreachable, not yet counted
-_HELD = "lock_after_held"
-
-_FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
-
-
-class Admitting:
-    """The :class:`~esl_guard.policy.CallFacts` of a call while its admission is decided: its
-    uuid, node and answer time, and the facts of the event that made its account known,
-    decoded on first use and then kept as plain attributes (a detector may read one several
-    times).  Without an event (a resync), every fact is None."""
-
-    def __init__(self, call: Call, ev: CallEventLike | None) -> None:
-        self.uuid = call.uuid
-        self.node = call.node
-        self.answered = call.answered
-        self.destination = call.destination
-        self._ev = ev
-
-    def __getattr__(self, name: str) -> str | None:
-        if name not in _FACTS:
-            raise AttributeError(name)
-        value: str | None = getattr(self._ev, name, None)
-        setattr(self, name, value)
-        return value
-
-    if TYPE_CHECKING:  # for the CallFacts protocol (set on first use by __getattr__)
-        destination: str | None
-        caller_id: str | None
-        source_ip: str | None
-        context: str | None
-
-
-def needs_facts(limits: Limits) -> bool:
-    """Whether a rule on for these limits reads the facts of the call being admitted."""
-    return (limits.caller_id_allowed is not None or limits.max_inbound_concurrent_calls is not None
-            or limits.max_source_ips is not None or limits.max_distinct_destinations is not None
-            or limits.max_sequential_destinations is not None)
-
-
-#: Stands in the calls table for every B-leg: later events of the leg need only its Unique-ID.
-B_LEG = Call("", "")
-
-#: Duration timers fire within 1/TIMER_SLOTS_PER_SECOND s (+ the tick) of their deadline.
-TIMER_SLOTS_PER_SECOND = SLOTS_PER_SECOND
-
-
-class Tracker(ClassesMixin, GatesMixin):
+class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
                  destinations: Destinations | None = None) -> None:
@@ -689,105 +588,6 @@ class Tracker(ClassesMixin, GatesMixin):
         return self._lock(lock, limit=verdict.limit, observed=verdict.observed,
                           clause=verdict.clause)
 
-    # ------------------------------------------------------------------ locks
-    def _lock(self, lock: Lock, limit: str | None = None, observed: str | None = None,
-              clause: str | None = None) -> list[Action]:
-        self.locks[lock.account] = lock
-        if lock.until_wall is not None:
-            heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
-        limits = self.limits_for(lock.account)
-        rule = Rule.LOCK_AFTER if lock.origin == "auto" else Rule.MANUAL
-        actions = [Action(ActionKind.LOCK, lock.account, rule, limit=limit, observed=observed,
-                          until=lock.until_wall, detail=lock.reason,
-                          clause=clause or clause_of(rule),
-                          extra={"lock_id": lock.lock_id, "origin": lock.origin})]
-        st = self.accounts.get(lock.account)
-        if st is not None:
-            for call in sorted(st.calls, key=lambda c: c.uuid):
-                actions.append(self._refuse_locked(call, limits))
-            self._went_idle(st, st.idle_since)
-        return actions
-
-    def _refuse_locked(self, call: Call, limits: Limits) -> Action:
-        """Hang up a counted call of a locked account (a lock means no calls at all)."""
-        assert call.acct is not None and call.account is not None
-        call.acct.calls.discard(call)
-        if call.cls is not None:
-            call.cls.calls.discard(call)
-        call.counted = False
-        call.doomed = True
-        self._disarm(call)
-        if call.account in self.gates:  # no clock here: the next tick decides it again
-            self._regate_soon.add(call.account)
-        lock = self.locks[call.account]
-        return Action(ActionKind.HANGUP, call.account, Rule.LOCKED, call.node, call.uuid,
-                      cause=limits.hangup_cause, detail=f"account locked: {lock.reason}",
-                      clause=clause_of(Rule.LOCKED), destination=call.destination,
-                      destination_class=None if call.cls is None else call.cls.cls)
-
-    def apply_lock(self, lock: Lock) -> list[Action]:
-        """A lock known from the database (start-up, manual `esl-guard lock`)."""
-        current = self.locks.get(lock.account)
-        if current is not None and current.lock_id == lock.lock_id:
-            current.pending = False
-            return []
-        return self._lock(lock)
-
-    def release_lock(self, account: str, origin: str, lock_id: str | None = None) -> list[Action]:
-        """End the account's lock; with ``lock_id``, only if it is that lock (a lock's expiry
-        or unlock never ends a newer one)."""
-        lock = self.locks.get(account)
-        if lock is None or (lock_id is not None and lock.lock_id != lock_id):
-            return []
-        del self.locks[account]
-        return [Action(ActionKind.UNLOCK, account, Rule.MANUAL if origin == "manual" else None,
-                       detail=f"unlocked ({origin})", clause=clause_of(Rule.LOCKED),
-                       extra={"lock_id": lock.lock_id, "origin": origin})]
-
-    def confirm_lock(self, account: str, lock_id: str) -> None:
-        """The database holds the lock decided here: no longer pending."""
-        lock = self.locks.get(account)
-        if lock is not None and lock.lock_id == lock_id:
-            lock.pending = False
-
-    def pending_since(self) -> float | None:
-        """When the oldest lock decided here and not yet in the database began (None: none)."""
-        times = [lk.since for lk in self.locks.values() if lk.pending and lk.since is not None]
-        return min(times) if times else None
-
-    def lock_expired(self, account: str, slack: float = 0.0) -> bool:
-        """Whether the account's lock has reached its expiry (``slack`` seconds early)."""
-        lock = self.locks.get(account)
-        return lock is not None and check_lock_expiry(
-            AccountView(account, lock=lock), self.limits_for(account), 0.0,
-            self.wall_clock() + slack) is not None
-
-    # ------------------------------------------------------------------ restoring state
-    def restore_pending_lock(self, lock: Lock) -> None:
-        """A lock decided by an earlier run that only the journal holds (not yet in the
-        database): in force again, nothing to carry out (its calls were ended then)."""
-        lock.pending = True
-        self.locks[lock.account] = lock
-        if lock.until_wall is not None:
-            heapq.heappush(self._lock_timers, (lock.until_wall, lock.account, lock.lock_id))
-
-    def forget_lock(self, account: str, lock_id: str | None = None) -> None:
-        """An unlock of an earlier run that only the journal holds: no action, no audit.
-        With ``lock_id``, only that lock ends."""
-        lock = self.locks.get(account)
-        if lock is not None and (lock_id is None or lock.lock_id == lock_id):
-            del self.locks[account]
-
-    def restore_lock_history(self, history: Mapping[str, Iterable[float]]) -> None:
-        """Wall times of earlier runs' locks per account (escalation), from the database; the
-        locks of this run (if the database answered late) are kept."""
-        for account, times in history.items():
-            self.lock_history[account] = deque(sorted([*times, *self.lock_history.get(account, ())]))
-
-    def set_fail_closed(self, closed: bool) -> None:
-        """``fail_mode = closed`` while the lock state is unknown: refuse every new call."""
-        self.fail_closed = closed
-
     # ------------------------------------------------------------------ time
     def _arm_duration(self, call: Call, now: float) -> None:
         """An answered, counted call: its duration timer (the account's or its class's
@@ -901,168 +701,6 @@ class Tracker(ClassesMixin, GatesMixin):
                 self._arm_duration(call, now)
         self.regate_all(now)
         return actions
-
-    # ------------------------------------------------------------------ resync
-    def resync(self, node: str, rows: Iterable[ChannelRow], now: float,
-               asked: float | None = None) -> tuple[int, int, list[Action]]:
-        """Make ``node``'s calls equal a complete ``show channels`` answer, asked for at
-        ``asked`` (None: drop every call it omits).
-
-        Returns (added, dropped, actions).  Calls found up that esl-guard had not seen start are
-        counted without any limit check (a resync never hangs up a call it adopts over a limit);
-        only calls of locked accounts are killed, since a lock means no calls at all.  A call
-        followed from its events whose account the answer gives first goes through the policy,
-        exactly as if an event had carried the account.
-
-        The answer lags behind events (policy.calls): a call seen to end is never brought back
-        by it, and a call first seen shortly before it was asked for is not dropped.  Hangups
-        deferred while the node's link was down are returned for the calls it lists.
-        """
-        calls = self.nodes.setdefault(node, {})
-        ended: Mapping[str, float] = self.ended.get(node) or {}
-        rows = [row for row in rows if row.uuid not in ended]
-        seen = {row.uuid for row in rows}
-        actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
-                                     if self._still_due(calls.get(u), acts, now)}, seen)
-        actions = self._count_held(actions, now)
-        doomed = {a.uuid: a.account for a in actions if a.kind is ActionKind.HANGUP}
-        self.deferred_gone += len(gone)
-        self.unlisted_kept = 0
-        self.unlisted = []
-        added = 0
-        legs: list[ChannelRow] = []
-        for row in rows:
-            call = calls.get(row.uuid)
-            if call is None and row.uuid in doomed:  # forgotten with its node, hung up now
-                call = calls[row.uuid] = Call(node, row.uuid)
-                call.account = doomed[row.uuid]
-                call.doomed = True
-                continue
-            if row.b_leg or call is B_LEG:
-                if call is None:
-                    legs.append(row)  # noted in its call once every listed call is in
-                continue
-            followed = call is not None  # known from its events: a call we saw start
-            if call is None:  # adopted from the list: no grace when a later one omits it
-                call = calls[row.uuid] = Call(node, row.uuid)
-                added += 1
-            if call.account is None and row.account and followed:
-                # The core db copies the account on CHANNEL_EXECUTE, so a ringing call's account
-                # can be listed before any subscribed event carries it: it goes through the
-                # policy exactly as if an event had brought it.
-                actions.extend(self._learn_account(call, row.account, now,
-                                                   destination=row.destination))
-            elif call.account is None and row.account:
-                actions.extend(self._adopt(call, row.account, now, row.destination))
-            if row.answered and call.answered is None:
-                call.answered = now - answered_ago(row.age, row.answered_at, self.wall_clock())
-                self._arm_duration(call, now)
-        for row in legs:  # a B-leg found up: part of its call, which a transfer hands to it
-            self._add_leg(calls, row.uuid, row.parent)
-        dropped = 0
-        for uuid in [u for u in calls if u not in seen]:
-            call = calls[uuid]
-            if call is B_LEG:
-                del calls[uuid]
-                continue
-            if keeps_unlisted(call.seen, asked):
-                self.unlisted_kept += 1
-                self.unlisted.append(uuid)
-                continue  # too new for the answer: the next one tells
-            if call.legs is not None and self._leg_ended(calls, call, uuid):
-                continue  # it goes on in its legs the answer lists
-            self._drop(calls, call, now)
-            dropped += 1
-        return added, dropped, actions
-
-    def gone(self, node: str, uuids: Iterable[str], now: float) -> int:
-        """Calls the last resync kept though it did not list them (:attr:`unlisted`) which the
-        switch says no longer exist (``uuid_exists``): they ended while the link was down,
-        unseen.  They end now, as calls a channel list omits.  Returns how many."""
-        calls = self.nodes.get(node)
-        n = 0
-        for uuid in uuids:
-            call = calls.get(uuid) if calls is not None else None
-            if call is None or call is B_LEG:
-                continue
-            assert calls is not None
-            self._remember_end(node, uuid, now)
-            if uuid in self.unlisted:
-                self.unlisted.remove(uuid)
-                self.unlisted_kept -= 1
-            if call.legs is not None and self._leg_ended(calls, call, uuid):
-                continue
-            self._drop(calls, call, now)
-            n += 1
-        return n
-
-    def _still_due(self, call: Call | None, actions: list[Action], now: float) -> bool:
-        """A deferred hangup whose reason still holds (:func:`esl_guard.policy.still_due`);
-        if not, the call goes on: counted and timed again, as an adopted call."""
-        for a in actions:
-            if a.kind is ActionKind.HANGUP and a.account is not None:
-                live = call if isinstance(call, Call) else None
-                limits = self.limits_for(a.account)
-                if live is not None and live.account is not None and live.cls is not None:
-                    limits = self._deadline(live)[1] or limits  # a class's duration limit
-                if still_due(a.rule, self.is_locked(a.account),
-                             live.answered if live is not None else None, limits, now):
-                    return True
-                if live is not None:
-                    live.doomed = False
-                    if not live.counted:
-                        st = self._account_state(a.account, now)
-                        live.account, live.acct = st.name, st
-                        self._count(st, live, now)
-                return False
-        return True
-
-    def due_deferred(self, node: str, now: float) -> list[Action]:
-        """A standby's takeover (issue 14): the hangups deferred on ``node`` (with their
-        violations) whose call is still up as its events tell and whose reason still holds.
-        Without the node's calls (lost, forgotten) they wait for its next resync."""
-        calls = self.nodes.get(node)
-        if calls is None:
-            return []
-        ended: Mapping[str, float] = self.ended.get(node) or {}
-        live = {u for u in calls if u not in ended}
-        actions, gone = due_hangups({u: acts for u, acts in self.deferred.pop(node, {}).items()
-                                     if self._still_due(calls.get(u), acts, now)}, live)
-        self.deferred_gone += len(gone)
-        return actions
-
-    def defer(self, action: Action) -> None:
-        """A hangup (or its violation) decided while its node's link is down: kept for the
-        node's next resync, which returns it if the call is still up."""
-        assert action.node is not None and action.uuid is not None
-        self.deferred.setdefault(action.node, {}).setdefault(action.uuid, []).append(action)
-
-    def forget_node(self, node: str, now: float) -> int:
-        """A node lost (its link down ``node_lost_after``) or removed: its calls stop counting
-        and are forgotten, not ended (its next resync adopts those still up).  Deferred
-        hangups stay: that resync carries them out.  Returns how many calls."""
-        calls = self.nodes.pop(node, {})
-        n = 0
-        for call in calls.values():
-            if call is not B_LEG:
-                n += call.counted
-                self._uncount(call, now, record=False)
-                self._disarm(call)
-        return n
-
-    def restore_violations(self, windows: Mapping[str, Iterable[float]]) -> None:
-        """The lock_after windows of earlier runs (monotonic times, see
-        :func:`esl_guard.policy.restored_windows`), so they continue where they were: merged
-        with this run's violations, unless a lock decided in this run emptied the window."""
-        reset = self._windows_reset or set()
-        self._windows_reset = None
-        for account, times in windows.items():
-            if account in reset:
-                continue
-            known = self.accounts.get(account)
-            kept = sorted([*times, *((known.violations or ()) if known else ())])
-            st = self._account_state(account, kept[-1] if kept else 0.0)
-            st.violations = kept
 
     def timers_armed(self) -> int:
         """Calls waiting for a duration deadline (walks the timers: for tests and tools)."""
