@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from esl_guard.model import Limits
-from esl_guard.policy import AccountView, CallFacts, Destinations
+from esl_guard.policy import AccountView, CallFacts, Destinations, over_budget
 from esl_guard.policy.gate import Gate, gate_key, next_call_gate
 from esl_guard.usage import AccountState, Usage
 
@@ -80,9 +80,10 @@ class GatesMixin:
             live = 0
             if limits.max_minutes is not None:
                 view.minutes = self._minutes(usage, limits, now)
-                if usage.minutes is not None:
-                    ended = usage.minutes.intervals()
-                live = sum(1 for c in usage.calls if c.answered is not None)
+                if over_budget(view.minutes, limits):  # only then is the reopening needed
+                    if usage.minutes is not None:
+                        ended = usage.minutes.intervals()
+                    live = sum(1 for c in usage.calls if c.answered is not None)
             gate = next_call_gate(view, limits, now, self.wall_clock(), ended, live)
         if gate == old:
             return

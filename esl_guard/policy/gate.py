@@ -117,13 +117,14 @@ def minutes_reopen(ended: Sequence[tuple[float, float]], window: float, seconds:
     used = sum(e - max(a, h) for a, e in live)
     if used < goal:
         return now
-    points = sorted({p for a, e in live for p in (a, e) if p > h})
-    for p in points:
-        slope = sum(1 for a, e in live if a <= h < e)
+    slope = sum(1 for a, _ in live if a <= h)  # intervals the window's start is inside
+    changes = sorted([(a, 1) for a, _ in live if a > h] + [(e, -1) for _, e in live])
+    for p, delta in changes:  # O(n log n): the slope changes only at starts and ends
         if slope and used - slope * (p - h) < goal:
             return h + (used - goal) / slope + window
         used -= slope * (p - h)
         h = p
+        slope += delta
     return h + window  # every interval has left the window
 
 
