@@ -40,6 +40,9 @@ class GatesMixin:
     gate_changes: list[str]
     #: (reopens, key): when a gate with a ``reopens`` time is decided again (monotonic)
     _gate_timers: list[tuple[float, str]]
+    #: False: no gate is kept (a replay: gates only tell FreeSWITCH what the tracker's
+    #: decisions already imply, and nothing reads them back)
+    gating: bool
 
     if TYPE_CHECKING:
         def view(self, account: str, call: Call | None = None) -> AccountView: ...
@@ -49,6 +52,8 @@ class GatesMixin:
     def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
         """Decide again whether the account's next call, and its next call to each of its
         (not exempt) destination classes, is refused by the dialplan."""
+        if not self.gating:
+            return
         if limits is None:
             limits = self.limits_for(account)
         st = self.accounts.get(account)

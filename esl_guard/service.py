@@ -214,7 +214,7 @@ class Guard(PushesMixin, ResyncMixin, RolesMixin):
                             f"(first: {describe_account(uuid)} on node {node})")
             return
         ev = LazyEvent(name, node, uuid, body, end, self.decoders[node].account_key)
-        actions = tracker.on_event(ev, now)
+        actions = tracker.on_unknown_event(ev, now)
         if actions:
             self.dispatch(actions, t0)
         elif tracker.gate_changes:

@@ -71,7 +71,7 @@ __all__ = ["B_LEG", "ESCALATION_WINDOW", "TIMER_SLOTS_PER_SECOND", "AccountState
 class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
-                 destinations: Destinations | None = None) -> None:
+                 destinations: Destinations | None = None, gating: bool = True) -> None:
         self.limits_for = limits_for
         self.wall_clock = wall_clock
         #: the destination classes (issue 12); set again on a reload
@@ -118,6 +118,7 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         #: whose gate changed since the service last pushed them into FreeSWITCH (newest
         #: last; the service drains it), and when rate gates reopen (monotonic).
         self.gates: dict[str, Gate] = {}
+        self.gating = gating
         self.gate_changes: list[str] = []
         self._gate_timers: list[tuple[float, str]] = []
         self._regate_soon: set[str] = set()
@@ -209,6 +210,10 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         (a LazyEvent decodes them on first use)."""
         if self.known_event(ev.node, ev.name, ev.uuid, now):
             return []
+        return self.on_unknown_event(ev, now)
+
+    def on_unknown_event(self, ev: CallEventLike, now: float) -> list[Action]:
+        """:meth:`on_event` for an event :meth:`known_event` just declined."""
         calls = self.nodes.get(ev.node)
         if calls is None:
             calls = self.nodes[ev.node] = {}
@@ -280,7 +285,7 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         st.idle_since = now
         if not st.queued:
             st.queued = True
-            heapq.heappush(self._idle, (now + ACCOUNT_IDLE, st.name))
+            heapq.heappush(self._idle, (now + ACCOUNT_IDLE, st.account))
 
     def _uncount(self, call: Call, now: float, record: bool = True) -> None:
         """``call`` leaves its slots (account and class).  ``record``: an answered call's
@@ -297,8 +302,8 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
                 self._record_minutes(call, st, call.answered, now)
             if not st.calls:
                 self._went_idle(st, now)
-            if self._gated_account(st, None if cst is None else cst.cls):
-                self._regate(st.name, now)  # a slot is free: the dialplan may admit a call
+            if self.gating and self._gated_account(st, None if cst is None else cst.cls):
+                self._regate(st.account, now)  # a slot is free: the dialplan may admit a call
 
     def _learn_account(self, call: Call, account: str, now: float,
                        ev: CallEventLike | None = None,
@@ -308,7 +313,7 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         class's, then the call-rate windows and the slots.  ``ev``: the event that carried the
         account (the call's facts; None after a resync, which gives ``destination``)."""
         st = self._account_state(account, now)
-        call.account = st.name
+        call.account = st.account
         call.acct = st
         if ev is not None:
             destination = getattr(ev, "destination", None)
@@ -343,7 +348,7 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         if verdict is not None:
             actions += self._apply(call, verdict, vlimits, now, facts)
             if not limits.dry_run:
-                self._regate(st.name, now, limits)  # its attempt may have filled the window
+                self._regate(st.account, now, limits)  # its attempt may have filled the window
                 return tag(call, actions)
             # dry run: the call goes on, so it counts and its duration timer runs
         call.inbound = inbound
@@ -475,7 +480,8 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
             cst.calls.add(call)
         if call.answered is not None:  # answered before the account was known
             self._arm_duration(call, now)
-        self._regate(st.name, now)
+        if self.gating:
+            self._regate(st.account, now)
 
     def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None:
         del calls[call.uuid]

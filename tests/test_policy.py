@@ -364,3 +364,40 @@ def test_stale_hash_keys(entries: dict[str, str], locks: dict[str, float], known
                          expected: list[str]) -> None:
     held_locks = {a: Lock(a, f"L-{a}", until, "", "auto") for a, until in locks.items()}
     assert stale_hash_keys(entries, held_locks, WALL, known) == expected
+
+
+def test_a_rule_whose_limit_is_off_never_decides_so_admit_may_skip_it() -> None:
+    """admission_rules_on leaves out the rules whose RULE_NEEDS field is None: each of them
+    returns None then, even on an account over every limit (so admit decides the same)."""
+    from esl_guard.model import Patterns
+    from esl_guard.policy.admission import (
+        ADMISSION_RULES,
+        RULE_NEEDS,
+        admission_rules_on,
+    )
+    from esl_guard.policy.detectors import RecentCalls
+    from esl_guard.policy.verdict import CallInfo
+
+    recent = RecentCalls()
+    recent.destinations = {f"{n}": 99.0 for n in range(1000, 1050)}
+    recent.source_ips = {f"10.0.0.{n}": 99.0 for n in range(50)}
+    recent.last_destination, recent.run = "1049", 40
+    recent.short_calls = [99.0] * 50
+    call = CallInfo("00000000-0000-4000-8000-000000000001", "n", None, "1050", "bad",
+                    "10.0.1.1", "public")
+    busy = AccountView("a", live=50, creations=[99.0] * 50, call=call, recent=recent,
+                       inbound_live=50, minutes=1e6)
+    off = Limits()
+    on = Limits(max_call_rate=Rate(1, 60.0), max_concurrent_calls=1,
+                caller_id_allowed=Patterns(("+44*",)), max_minutes=Rate(1, 3600.0),
+                max_inbound_concurrent_calls=1, inbound_contexts=frozenset({"public"}),
+                max_short_calls=Rate(1, 60.0), max_source_ips=Rate(1, 60.0),
+                max_distinct_destinations=Rate(1, 60.0), max_sequential_destinations=1)
+    for rule, field in RULE_NEEDS.items():
+        assert rule in ADMISSION_RULES
+        assert getattr(off, field) is None
+        assert rule(busy, off, 100.0, 100.0) is None, rule.__name__
+        assert rule(busy, on, 100.0, 100.0) is not None, rule.__name__  # the view is busy
+    assert admission_rules_on(off) == tuple(r for r in ADMISSION_RULES if r not in RULE_NEEDS)
+    assert admission_rules_on(on) == ADMISSION_RULES
+    assert admission_rules_on(on) is admission_rules_on(on)  # remembered

@@ -9,6 +9,7 @@ import argparse
 import gzip
 import io
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -255,6 +256,79 @@ def test_b_legs_of_bridged_calls_do_not_count(tmp_path: Path) -> None:
         (jdir / f"{uuid}.cdr.json").write_text(json.dumps(doc))
     docs, summary = run_json(conf(tmp_path, "max_concurrent_calls = 1"), [jdir])
     assert docs == [] and summary["calls_seen"] == 1
+
+
+def test_a_b_leg_named_again_after_the_horizon_is_still_a_b_leg(tmp_path: Path) -> None:
+    """A bleg_uuid named, used, and named again more than BLEG_HORIZON later (a reused uuid):
+    forgetting the first naming does not forget the second."""
+    later = T0 + 5000
+    rows = [call(UUIDS[0], "acme", T0, T0 + 1, T0 + 30, bleg=UUIDS[1]),
+            call(UUIDS[1], "acme", T0, T0 + 1, T0 + 29),
+            call(UUIDS[2], "acme", later, later + 1, later + 30, bleg=UUIDS[1]),
+            call(UUIDS[3], "acme", later + 1, later + 1, later + 20),
+            call(UUIDS[1], "acme", later + 2, later + 2, later + 29)]
+    cdr = write_rows(tmp_path / "Master.csv", rows)
+    docs, summary = run_json(conf(tmp_path, "max_concurrent_calls = 2"), [cdr])
+    assert docs == [] and summary["calls_seen"] == 3
+
+
+# --------------------------------------------------------------------------- answers left out
+
+
+def random_calls(seed: int, n: int = 400) -> list[tuple[float, str]]:
+    """Calls of a few accounts whose answered lengths fall on both sides of 60 s and 90 s
+    (the duration limits below), some never answered, some answered at once."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        start = T0 + i * rnd.choice((0, 1, 2, 5))
+        answer = None if rnd.random() < 0.2 else start + rnd.choice((0, 0, 1, 3))
+        hold = rnd.choice((1, 5, 59, 60, 61, 89, 90, 91, 200))
+        end = (answer if answer is not None else start) + hold
+        uuid = f"00000000-0000-4000-8000-{seed:04d}{i:08d}"
+        rows.append(call(uuid, f"acct{rnd.randrange(4)}", start, answer, end))
+    return rows
+
+
+@pytest.mark.parametrize("policy", [
+    "max_call_duration = 60s\nmax_concurrent_calls = 3\nlock_after = 3/10m\nlock_duration = 2m",
+    "max_call_duration = 90s\nmax_call_rate = 5/10s\ndry_run = true",
+    "max_call_duration = 60s\nmax_short_calls = 4/1m\nshort_call = 5s",
+    "max_call_duration = 60s\nmax_minutes = 3/1m\nmax_concurrent_calls = 2",
+    "max_concurrent_calls = 2",
+])
+def test_answers_left_out_of_the_timeline_change_no_decision(tmp_path: Path,
+                                                             policy: str) -> None:
+    """cdr_events leaves out the CHANNEL_ANSWER of calls that end within
+    Engine.answer_matters_after: every decision is the same as with every answer replayed."""
+    from esl_guard.config import load_config
+    from esl_guard.replay.engine import Engine, Omitted, cdr_events
+    from esl_guard.replay.problems import Problems
+    from esl_guard.replay.sources import discover, source_calls
+
+    path = conf(tmp_path, policy)
+    cdr = write_rows(tmp_path / "Master.csv", [r for s in range(3) for r in random_calls(s)])
+    config = load_config(str(path))
+    results = []
+    for fold in (True, False):
+        decisions: list[object] = []
+        engine = Engine(config, lambda d, out=decisions: out.append((d.time, d.action)))
+        src = discover([str(cdr)], EXAMPLE_COLUMNS)[0]
+        omitted = Omitted()
+        calls = sort_by_start(source_calls(src, EXAMPLE_COLUMNS, "accountcode", Problems()))
+        engine.run(cdr_events(calls, engine.answer_matters_after if fold else -math.inf,
+                              omitted))
+        engine.finish()
+        results.append((decisions, engine.stats.events + omitted.answers, omitted.answers))
+    (folded, events, left_out), (replayed, all_events, none) = results
+    assert folded == replayed and events == all_events and none == 0
+    assert len(replayed) > 0
+    if "max_short_calls" in policy or "max_minutes" in policy:
+        assert left_out == 0  # they read every answer time
+    else:
+        assert left_out > 0
 
 
 # --------------------------------------------------------------------------- compare

@@ -102,6 +102,34 @@ NEXT_CALL_RULES: tuple[Check, ...] = (
 ADOPTION_RULES: tuple[Check, ...] = (check_locked,)
 
 
+#: The ``Limits`` field each rule takes its threshold from: it can return a verdict only when
+#: that field is set.  A rule not listed here always runs.
+RULE_NEEDS: dict[Check, str] = {
+    check_caller_id: "caller_id_allowed", check_rate: "max_call_rate",
+    check_concurrency: "max_concurrent_calls", check_minutes: "max_minutes",
+    check_inbound_concurrency: "max_inbound_concurrent_calls",
+    check_short_calls: "max_short_calls", check_source_ips: "max_source_ips",
+    check_distinct_destinations: "max_distinct_destinations",
+    check_sequential_destinations: "max_sequential_destinations"}
+
+_ON: dict[int, tuple[Limits, tuple[Check, ...]]] = {}
+
+
+def admission_rules_on(limits: Limits) -> tuple[Check, ...]:
+    """:data:`ADMISSION_RULES` without those ``limits`` turn off (they would return None),
+    in their order; remembered per ``Limits`` object (a conf holds a few, reused for every
+    call)."""
+    entry = _ON.get(id(limits))
+    if entry is not None and entry[0] is limits:
+        return entry[1]
+    rules = tuple(r for r in ADMISSION_RULES
+                  if r not in RULE_NEEDS or getattr(limits, RULE_NEEDS[r]) is not None)
+    if len(_ON) >= 4096:  # reloads make new Limits: forget the old ones
+        _ON.clear()
+    _ON[id(limits)] = (limits, rules)
+    return rules
+
+
 def first_verdict(rules: tuple[Check, ...], view: AccountView, limits: Limits, now: float,
                   wall: float) -> Verdict | None:
     """Run ``rules`` in order; the first verdict, or None."""
@@ -117,8 +145,9 @@ def admit(view: AccountView, limits: Limits, now: float, wall: float,
     """Run :data:`ADMISSION_RULES` in order; the first verdict, or None: the call may go on.
     A violation of a rule listed in ``warn_only`` does not stop the call: it is appended to
     ``warnings`` and the next rules still run.
-    (Once per new call, on the event path: the loop is written out, not delegated.)"""
-    for check in ADMISSION_RULES:
+    (Once per new call, on the event path: the loop is written out, not delegated, over the
+    rules these limits turn on.)"""
+    for check in admission_rules_on(limits):
         verdict = check(view, limits, now, wall)
         if verdict is not None:
             if is_warning(verdict, limits):

@@ -39,14 +39,14 @@ import json
 import marshal
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from sys import intern
 from typing import IO, Any
 from urllib.parse import unquote
 
 from esl_guard.replay.problems import Problems, ReplayError
-from esl_guard.safety import is_uuid
+from esl_guard.safety import UUID_RE, is_uuid
 
 #: The ``example`` template of FreeSWITCH's default conf/vanilla/autoload_configs/cdr_csv.conf.xml.
 EXAMPLE_COLUMNS = (
@@ -57,7 +57,6 @@ EXAMPLE_COLUMNS = (
 
 RUN = 200_000          # records sorted in memory per run of the external sort
 SPILL_CHUNK = 4096     # records per marshal frame in a spilled run
-BLEG_HORIZON = 3600.0  # a B-leg row starts within this of its A-leg
 
 Call = tuple[float, int, str, int, "str | None", "float | None", float, str, bool, "str | None"]
 
@@ -162,6 +161,7 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     reader = csv.reader(text, strict=True)  # a stray quote in a value is an error, not data
     seq = 0
+    uuid_match = UUID_RE.fullmatch  # is_uuid, for the str a CSV field is
     while True:
         try:
             row = next(reader)
@@ -179,7 +179,7 @@ def csv_calls(stream: IO[bytes], name: str, columns: Sequence[str], account_vari
                          "newline inside a value, or a different template: --cdr-columns)")
             continue
         uuid = row[i_uuid]
-        if not is_uuid(uuid):
+        if uuid_match(uuid) is None:
             problems.add(name, line, f"uuid {uuid[:40]!r} is not a channel UUID")
             continue
         try:
@@ -360,15 +360,14 @@ def sort_by_start(calls: Iterable[Call], run: int = RUN,
                   chunk: int = SPILL_CHUNK) -> Iterator[Call]:
     """``calls`` sorted by (start, order, uuid, seq) in memory bounded by ``run`` records: calls
     starting at the same instant are taken in uuid order, whatever the file order or format."""
-    buf: list[Call] = []
     spills: list[IO[bytes]] = []
+    calls = iter(calls)
     try:
-        for call in calls:
-            buf.append(call)
-            if len(buf) >= run:
-                buf.sort()
-                spills.append(_spill(buf, chunk))
-                buf = []
+        buf = list(islice(calls, run))
+        while len(buf) >= run:
+            buf.sort()
+            spills.append(_spill(buf, chunk))
+            buf = list(islice(calls, run))
         buf.sort()
         if not spills:
             yield from buf
@@ -377,22 +376,3 @@ def sort_by_start(calls: Iterable[Call], run: int = RUN,
     finally:
         for f in spills:
             f.close()
-
-
-def mark_b_legs(calls: Iterable[Call]) -> Iterator[Call]:
-    """Flag rows whose uuid an earlier row names as its ``bleg_uuid`` (mod_cdr_csv with
-    ``legs = ab``): the outbound leg of a bridge is not a call of its own.  Rows naming a
-    B-leg sort first within a start second, and names are forgotten after an hour."""
-    blegs: dict[str, float] = {}
-    order: deque[tuple[float, str]] = deque()
-    for call in calls:
-        start = call[0]
-        while order and order[0][0] < start - BLEG_HORIZON:
-            blegs.pop(order.popleft()[1], None)
-        if call[7]:
-            blegs[call[7]] = start
-            order.append((start, call[7]))
-        if not call[8] and blegs and call[2] in blegs:
-            del blegs[call[2]]
-            call = (*call[:8], True, call[9])
-        yield call

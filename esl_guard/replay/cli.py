@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +14,6 @@ from typing import Any, TextIO
 from esl_guard.replay.problems import Problems, ReplayError
 
 DEFAULT_CONF = "/etc/esl-guard/esl-guard.conf"
-CDR_NODE = "cdr"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,9 +47,12 @@ def _conf(path: str) -> Any:
 
 
 def timeline(sources: list[str], columns: tuple[str, ...], account_variable: str,
-             problems: Problems) -> tuple[Iterator[tuple[float, Any]], bool]:
-    """Every source merged into one (time, event) stream; True when raw captures are in it."""
-    from esl_guard.replay.cdr import mark_b_legs, sort_by_start
+             problems: Problems, unanswered_within: float = -math.inf,
+             omitted: Any = None) -> tuple[Iterator[tuple[float, Any]], bool]:
+    """Every source merged into one (time, event) stream; True when raw captures are in it.
+    ``unanswered_within``: CDR calls answered for no longer have no CHANNEL_ANSWER, counted
+    in ``omitted`` (:func:`~esl_guard.replay.engine.cdr_events`)."""
+    from esl_guard.replay.cdr import sort_by_start
     from esl_guard.replay.engine import cdr_events
     from esl_guard.replay.sources import ESL, discover, esl_events, source_calls
 
@@ -64,7 +67,7 @@ def timeline(sources: list[str], columns: tuple[str, ...], account_variable: str
             cdrs.append(sort_by_start(source_calls(src, columns, account_variable, problems)))
     if cdrs:
         calls = cdrs[0] if len(cdrs) == 1 else heapq.merge(*cdrs, key=itemgetter(0, 1))
-        streams.append(cdr_events(mark_b_legs(calls), CDR_NODE))
+        streams.append(cdr_events(calls, unanswered_within, omitted))
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=itemgetter(0))
     return merged, any(src.kind == ESL for src in found)
 
@@ -73,7 +76,7 @@ def replay(args: argparse.Namespace, out: TextIO) -> Problems:
     from esl_guard.events import LazyEvent
     from esl_guard.replay import compare
     from esl_guard.replay.cdr import EXAMPLE_COLUMNS, parse_columns
-    from esl_guard.replay.engine import Engine
+    from esl_guard.replay.engine import Engine, Omitted
     from esl_guard.replay.report import Printer
 
     columns = parse_columns(args.cdr_columns) if args.cdr_columns else EXAMPLE_COLUMNS
@@ -84,7 +87,6 @@ def replay(args: argparse.Namespace, out: TextIO) -> Problems:
                           f"from {config.account_variable} in {args.config}: the two policies "
                           "would not see the same accounts")
     problems = Problems()
-    events, raw = timeline(args.sources, columns, config.account_variable, problems)
     printer: Printer | None = None
     fates: list[compare.Fates] = []
     if other is None:
@@ -93,6 +95,9 @@ def replay(args: argparse.Namespace, out: TextIO) -> Problems:
     else:
         fates = [compare.Fates(), compare.Fates()]
         engines = [Engine(config, fates[0]), Engine(other, fates[1])]
+    omitted = Omitted()
+    events, raw = timeline(args.sources, columns, config.account_variable, problems,
+                           min(e.answer_matters_after for e in engines), omitted)
     appliers: list[Callable[..., None]] = [e.apply for e in engines]
     if raw:
         for t, ev in events:
@@ -107,6 +112,7 @@ def replay(args: argparse.Namespace, out: TextIO) -> Problems:
                 apply(t, ev)
     for e in engines:
         e.finish()
+        e.stats.events += omitted.answers  # replayed, to no effect (cdr_events)
     stats = engines[0].stats
     if printer is not None:
         printer.finish(stats, {"bad_rows": problems.total,

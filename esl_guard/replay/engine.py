@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +31,8 @@ from esl_guard.replay.cdr import Call
 from esl_guard.tracker import TIMER_SLOTS_PER_SECOND, CallEventLike, Tracker
 
 CREATE, ANSWER, END = "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"
+CDR_NODE = "cdr"  # the node of every CDR call
+BLEG_HORIZON = 3600.0  # a B-leg row starts within this of its A-leg
 DRAIN_EVERY = 300.0  # recorded seconds between two ticks that only tidy the tracker's timers
 
 Timed = tuple[float, CallEventLike]
@@ -76,22 +78,58 @@ class CdrEvent:
         self.destination = destination  # the dialled number (destination_number)
 
 
-def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
-    """Calls in start order -> (time, event) in time order.  At one instant, the answers and
-    ends already due come before new calls (a slot freed at 12:00:00 is free for a call made
-    at 12:00:00), in the order their calls started.  Memory: the answers and ends of the calls
-    that are up, grouped by instant (a heap of distinct times, a list per time: CDR stamps
-    repeat a lot, and floats compare faster than tuples)."""
+@dataclass
+class Omitted:
+    """Events a CDR timeline left out (:func:`cdr_events`), still counted as replayed."""
+
+    answers: int = 0
+
+
+#: An event of a CDR timeline: a CdrEvent, or the uuid alone of a call that ends.
+CdrTimed = tuple[float, "CdrEvent | str"]
+
+
+def cdr_events(calls: Iterable[Call], unanswered_within: float = -math.inf,
+               omitted: Omitted | None = None) -> Iterator[CdrTimed]:
+    """Calls in start order -> (time, event) in time order, on node :data:`CDR_NODE`.  At one
+    instant, the answers and ends already due come before new calls (a slot freed at 12:00:00
+    is free for a call made at 12:00:00), in the order their calls started.  Memory: the
+    answers and ends of the calls that are up, grouped by instant (a heap of distinct times,
+    a list per time: CDR stamps repeat a lot, and floats compare faster than tuples).
+
+    An end is given as the call's uuid alone (a str, not an event: the tracker needs nothing
+    else, :meth:`Engine.run`).  Rows whose uuid an earlier row names as its ``bleg_uuid``
+    (mod_cdr_csv with ``legs = ab``) are B-legs: the outbound leg of a bridge is not a call of
+    its own (rows naming a B-leg sort first within a start second; names are forgotten after
+    BLEG_HORIZON).  ``unanswered_within``: a call answered for at most this long gets no
+    CHANNEL_ANSWER (:attr:`Engine.answer_matters_after`: when no rule can tell the
+    difference), counted in ``omitted``."""
+    node = CDR_NODE
+    left_out = 0
     times: list[float] = []
-    due: dict[float, list[CdrEvent]] = {}
+    due: dict[float, list[CdrEvent | str]] = {}
     push, pop = heapq.heappush, heapq.heappop
-    for start, _, uuid, _, account, answer, end, _, b_leg, number in calls:
+    blegs: dict[str, float] = {}
+    named: deque[tuple[float, str]] = deque()
+    for start, _, uuid, _, account, answer, end, bleg, b_leg, number in calls:
         while times and times[0] <= start:
             t = pop(times)
             for ev in due.pop(t):
                 yield t, ev
+        while named and named[0][0] < start - BLEG_HORIZON:
+            at, name = named.popleft()
+            if blegs.get(name) == at:  # not named again since
+                del blegs[name]
+        if blegs and uuid in blegs:
+            del blegs[uuid]
+            b_leg = True
+        if bleg:
+            blegs[bleg] = start
+            named.append((start, bleg))
         yield start, CdrEvent(CREATE, node, uuid, account, b_leg, None, number)
-        if answer is not None:
+        if answer is not None and end - answer <= unanswered_within:
+            left_out += 1
+        elif answer is not None:
             answered = CdrEvent(ANSWER, node, uuid, account, b_leg, end, number)
             if answer == start:  # nothing can come between: no need to queue it
                 yield start, answered
@@ -100,16 +138,17 @@ def cdr_events(calls: Iterable[Call], node: str) -> Iterator[Timed]:
             else:
                 due[answer] = [answered]
                 push(times, answer)
-        ended = CdrEvent(END, node, uuid, account, b_leg)
         if end in due:
-            due[end].append(ended)
+            due[end].append(uuid)
         else:
-            due[end] = [ended]
+            due[end] = [uuid]
             push(times, end)
     while times:
         t = pop(times)
         for ev in due.pop(t):
             yield t, ev
+    if omitted is not None:
+        omitted.answers += left_out
 
 
 @dataclass
@@ -133,7 +172,7 @@ class Engine:
         self.config = config
         self.now = float("-inf")
         dests = config.destinations
-        self.tracker = Tracker(config.limits_for, self._wall, dests)
+        self.tracker = Tracker(config.limits_for, self._wall, dests, gating=False)
         self.on_decision = on_decision
         self.stats = Stats()
         self._timers: list[float] = []
@@ -145,6 +184,14 @@ class Engine:
         self._shortest_limit = min(durations, default=math.inf)
         #: Some max_minutes is configured: the budget wheel is followed (:meth:`_follow_budgets`).
         self._budgets = any(x.max_minutes is not None for x in limits)
+        #: How long a call may be answered before its answer can change a decision.  A
+        #: call's answer time is read by its duration timer, by the minute budgets and by the
+        #: short-call detector only: without the last two, the answer of a call that ends
+        #: before the shortest max_call_duration changes nothing (its timer would be disarmed
+        #: by its end before it could fire), and its CHANNEL_ANSWER is left out of the
+        #: timeline (a third of a CDR's events).  -inf: every answer matters.
+        short = any(x.max_short_calls is not None for x in limits)
+        self.answer_matters_after = -math.inf if self._budgets or short else self._shortest_limit
         self._budget_slot: int | None = None  # the budget wheel's slot last scheduled
         self._drain_at = -math.inf
 
@@ -177,7 +224,6 @@ class Engine:
         (Each tick that finds something due costs O(armed buckets) in the tracker, so not
         every second.)"""
         self._drain_at = t + DRAIN_EVERY
-        self.tracker.gate_changes.clear()  # the daemon pushes them into FreeSWITCH; no one here
         if self.now > -math.inf:
             actions = self.tracker.tick(self.now)
             if actions:
@@ -191,10 +237,12 @@ class Engine:
             self._advance(math.nextafter(self.stats.last, math.inf))
 
     # ------------------------------------------------------------------ events
-    def apply(self, t: float, ev: CallEventLike, catch_up: bool = False) -> None:
+    def apply(self, t: float, ev: CallEventLike | str, catch_up: bool = False) -> None:
         """Apply one recorded event.  ``catch_up``: also tick at ``t`` afterwards, for raw
         captures where an account may first appear on a later event than the answer."""
         stats = self.stats
+        if isinstance(ev, str):  # a CDR call's end (cdr_events)
+            ev = CdrEvent(END, CDR_NODE, ev, None, False)
         if t > self.now:
             if self._timers and self._timers[0] < t:
                 self._advance(t)
@@ -220,11 +268,14 @@ class Engine:
         if self._budgets:  # an account learned late may have armed a budget
             self._follow_budgets()
 
-    def run(self, events: Iterable[Timed]) -> None:
-        """``apply`` for every event of a CDR timeline: the same steps, with the lookups
-        hoisted out of the loop (the replay's hot path)."""
+    def run(self, events: Iterable[CdrTimed]) -> None:
+        """``apply`` for every event of a CDR timeline (:func:`cdr_events`): the same steps,
+        with the lookups hoisted out of the loop (the replay's hot path).  Each event first
+        goes through ``Tracker.known_event``, as in the daemon (an end, the answer of a known
+        call: nothing else to read)."""
         stats = self.stats
-        on_event = self.tracker.on_event
+        known = self.tracker.known_event
+        on_unknown = self.tracker.on_unknown_event
         timers = self._timers
         decide, arm = self._decide, self._arm
         now = self.now
@@ -239,12 +290,18 @@ class Engine:
                 if stats.first is None:
                     stats.first = t
             events_n += 1
+            if type(ev) is str:  # an end: the call's uuid
+                if known(CDR_NODE, END, ev, now):
+                    continue
+                ev = CdrEvent(END, CDR_NODE, ev, None, False)
+            assert type(ev) is CdrEvent
             name = ev.name
             if name == CREATE and not ev.b_leg:
                 calls += 1
-            actions = on_event(ev, now)
-            if actions:
-                decide(actions)
+            if not known(CDR_NODE, name, ev.uuid, now):
+                actions = on_unknown(ev, now)
+                if actions:
+                    decide(actions)
             if name == ANSWER:
                 arm(ev)
         stats.calls += calls
