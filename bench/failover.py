@@ -68,9 +68,9 @@ def throwaway_database(admin_url: str = ADMIN_URL, prefix: str = "esl_guard_benc
     finally:
         admin = _admin(admin_url)
         with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                        "datname = %s AND pid <> pg_backend_pid()", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            # WITH (FORCE), PostgreSQL 13+: a backend still exiting (a killed daemon's) no
+            # longer fails the drop ("being accessed by other users")
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 

@@ -1,10 +1,10 @@
-"""A tracked call (:class:`Call`), the facts of one being admitted (:class:`Admitting`) and the
-events the tracker reads (:class:`CallEventLike`): the plain state of
-:mod:`esl_guard.tracker`, which re-exports these names.
+"""A tracked call (:class:`Call`) and the events the tracker reads (:class:`CallEventLike`):
+the plain state of :mod:`esl_guard.tracker`, which re-exports these names (and
+:class:`~esl_guard.admitting.Admitting`, the facts of a call being admitted).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from esl_guard.model import Limits
 from esl_guard.timers import SLOTS_PER_SECOND, TimerNode
@@ -74,36 +74,6 @@ class Call(TimerNode):
 
 #: Action.extra key of a violation decided while its node was unreachable, not yet counted
 _HELD = "lock_after_held"
-
-_FACTS = frozenset({"destination", "caller_id", "source_ip", "context"})
-
-
-class Admitting:
-    """The :class:`~esl_guard.policy.CallFacts` of a call while its admission is decided: its
-    uuid, node and answer time, and the facts of the event that made its account known,
-    decoded on first use and then kept as plain attributes (a detector may read one several
-    times).  Without an event (a resync), every fact is None."""
-
-    def __init__(self, call: Call, ev: CallEventLike | None) -> None:
-        self.uuid = call.uuid
-        self.node = call.node
-        self.answered = call.answered
-        self.destination = call.destination
-        self._ev = ev
-
-    def __getattr__(self, name: str) -> str | None:
-        if name not in _FACTS:
-            raise AttributeError(name)
-        value: str | None = getattr(self._ev, name, None)
-        setattr(self, name, value)
-        return value
-
-    if TYPE_CHECKING:  # for the CallFacts protocol (set on first use by __getattr__)
-        destination: str | None
-        caller_id: str | None
-        source_ip: str | None
-        context: str | None
-
 
 def needs_facts(limits: Limits) -> bool:
     """Whether a rule on for these limits reads the facts of the call being admitted."""

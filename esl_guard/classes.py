@@ -45,13 +45,22 @@ class ClassesMixin:
     minutes_out: deque[tuple[str, str | None, float, float]]
     _budgets: TimerWheel[Usage]
 
-    if TYPE_CHECKING:
-        def view(self, account: str, call: Call | None = None) -> AccountView: ...
-        def _view(self, st: Usage, call: CallFacts | None) -> AccountView: ...
-        def _account_state(self, account: str, now: float) -> AccountState: ...
-        def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float
-                   ) -> list[Action]: ...
-        def _regate(self, account: str, now: float, limits: Limits | None = None) -> None: ...
+    # Implemented by a subclass (the Tracker, or a mixin below it):
+    def view(self, account: str, call: Call | None = None) -> AccountView:
+        raise NotImplementedError
+
+    def _view(self, st: Usage, call: CallFacts | None) -> AccountView:
+        raise NotImplementedError
+
+    def _account_state(self, account: str, now: float) -> AccountState:
+        raise NotImplementedError
+
+    def _apply(self, call: Call, verdict: Verdict, limits: Limits, now: float
+               ) -> list[Action]:
+        raise NotImplementedError
+
+    def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
+        raise NotImplementedError
 
     def _limits_of(self, st: Usage) -> Limits | None:
         """The limits of an account, or of its calls to a class (None: no longer configured)."""

@@ -11,6 +11,7 @@ import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from esl_guard.classes import ClassesMixin
 from esl_guard.model import Limits
 from esl_guard.policy import AccountView, CallFacts, Destinations, over_budget
 from esl_guard.policy.gate import Gate, gate_key, next_call_gate
@@ -26,7 +27,7 @@ def _gated(limits: Limits) -> bool:
             or limits.max_minutes is not None)
 
 
-class GatesMixin:
+class GatesMixin(ClassesMixin):
     """The admission gate of the :class:`~esl_guard.tracker.Tracker` (the attributes below are
     the tracker's; it initialises the three gate ones)."""
 
@@ -44,10 +45,12 @@ class GatesMixin:
     #: decisions already imply, and nothing reads them back)
     gating: bool
 
-    if TYPE_CHECKING:
-        def view(self, account: str, call: Call | None = None) -> AccountView: ...
-        def _view(self, st: Usage, call: CallFacts | None) -> AccountView: ...
-        def _minutes(self, st: Usage, limits: Limits, now: float) -> float: ...
+    # Implemented by a subclass (the Tracker, or a mixin below it):
+    def view(self, account: str, call: Call | None = None) -> AccountView:
+        raise NotImplementedError
+
+    def _view(self, st: Usage, call: CallFacts | None) -> AccountView:
+        raise NotImplementedError
 
     def _regate(self, account: str, now: float, limits: Limits | None = None) -> None:
         """Decide again whether the account's next call, and its next call to each of its

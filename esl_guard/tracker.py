@@ -18,18 +18,17 @@ import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from esl_guard.admitting import Admitting
 from esl_guard.callstate import (
     _HELD,
     B_LEG,
     TIMER_SLOTS_PER_SECOND,
-    Admitting,
     Call,
     CallEventLike,
     needs_facts,
 )
-from esl_guard.classes import ClassesMixin, tag
+from esl_guard.classes import tag
 from esl_guard.events import END_EVENTS
-from esl_guard.gates import GatesMixin
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits, Lock, Rule
 from esl_guard.policy import (
     ESCALATION_WINDOW,
@@ -59,8 +58,7 @@ from esl_guard.policy import (
 )
 from esl_guard.policy.calls import ACCOUNT_IDLE
 from esl_guard.policy.gate import Gate
-from esl_guard.timers import TimerWheel, disarm
-from esl_guard.tracker_locks import LocksMixin
+from esl_guard.timers import TimerNode, TimerWheel, disarm
 from esl_guard.tracker_nodes import NodesMixin
 from esl_guard.usage import AccountState, Usage
 
@@ -68,7 +66,7 @@ __all__ = ["B_LEG", "ESCALATION_WINDOW", "TIMER_SLOTS_PER_SECOND", "AccountState
            "Call", "CallEventLike", "ChannelRow", "Lock", "Tracker", "needs_facts"]
 
 
-class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
+class Tracker(NodesMixin):
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
                  destinations: Destinations | None = None, gating: bool = True) -> None:
@@ -86,7 +84,7 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         self._timers: TimerWheel[Call] = TimerWheel()  # duration deadlines
         self._lock_timers: list[tuple[float, str, str]] = []
         self.lock_history: dict[str, deque[float]] = {}  # wall times of earlier locks (escalation)
-        self._lock_ids = (f"auto-{i}" for i in itertools.count())
+        self._lock_ids = map("auto-{}".format, itertools.count())
         #: (account, trigger) -> the id of a lock ``lock_after`` takes; ``trigger`` names the
         #: violation that took it (node/uuid/rule, "" if it has no call): the service derives
         #: a deterministic id from it (issue 14), so two instances take the same lock.
@@ -634,7 +632,9 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
     def _arm_at(self, call: Call, deadline: float) -> None:
         self._timers.arm(call, deadline)
 
-    _disarm = staticmethod(disarm)
+    @staticmethod
+    def _disarm(node: TimerNode) -> None:
+        disarm(node)
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -716,8 +716,12 @@ class Tracker(ClassesMixin, GatesMixin, LocksMixin, NodesMixin):
         """Forget ends older than ``ended_memory`` (oldest first: only those are visited)."""
         horizon = now - self.ended_memory
         for ended in self.ended.values():
-            while ended and next(iter(ended.values())) <= horizon:
-                ended.popitem(last=False)
+            while ended:
+                uuid, when = ended.popitem(last=False)
+                if when > horizon:  # too recent: back in front, and no older one behind it
+                    ended[uuid] = when
+                    ended.move_to_end(uuid, last=False)
+                    break
 
     def prune(self, now: float, budget: int = 10_000) -> int:
         """Forget accounts without live calls whose time has come (policy.calls.release_at),

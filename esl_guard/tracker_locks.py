@@ -8,16 +8,16 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from esl_guard.callstate import Call
+from esl_guard.gates import GatesMixin
 from esl_guard.model import Action, ActionKind, Limits, Lock, Rule, clause_of
 from esl_guard.policy import AccountView, check_lock_expiry
 from esl_guard.timers import TimerNode
 from esl_guard.usage import AccountState
 
 
-class LocksMixin:
+class LocksMixin(GatesMixin):
     """Locks of the :class:`~esl_guard.tracker.Tracker` (the attributes below are the
     tracker's)."""
 
@@ -32,11 +32,16 @@ class LocksMixin:
     _regate_soon: set[str]
     _windows_reset: set[str] | None
 
-    if TYPE_CHECKING:
-        def _account_state(self, account: str, now: float) -> AccountState: ...
-        def _went_idle(self, st: AccountState, now: float) -> None: ...
-        @staticmethod
-        def _disarm(node: TimerNode) -> None: ...
+    # Implemented by a subclass (the Tracker, or a mixin below it):
+    def _account_state(self, account: str, now: float) -> AccountState:
+        raise NotImplementedError
+
+    def _went_idle(self, st: AccountState, now: float) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _disarm(node: TimerNode) -> None:
+        raise NotImplementedError
 
     def _lock(self, lock: Lock, limit: str | None = None, observed: str | None = None,
               clause: str | None = None) -> list[Action]:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
-from esl_guard.callstate import B_LEG, Call
+from esl_guard.callstate import B_LEG, Call, CallEventLike
 from esl_guard.model import Action, ActionKind, ChannelRow, Limits
 from esl_guard.policy import answered_ago, due_hangups, keeps_unlisted, still_due
 from esl_guard.timers import TimerNode
+from esl_guard.tracker_locks import LocksMixin
 from esl_guard.usage import AccountState
 
 
-class NodesMixin:
+class NodesMixin(LocksMixin):
     """Nodes of the :class:`~esl_guard.tracker.Tracker` (the attributes below are the
     tracker's)."""
 
@@ -29,29 +29,54 @@ class NodesMixin:
     limits_for: Callable[[str], Limits]
     wall_clock: Callable[[], float]
 
-    if TYPE_CHECKING:
-        from esl_guard.callstate import CallEventLike
+    # Implemented by a subclass (the Tracker, or a mixin below it):
+    def is_locked(self, account: str) -> bool:
+        raise NotImplementedError
 
-        def is_locked(self, account: str) -> bool: ...
-        def _count_held(self, actions: list[Action], now: float) -> list[Action]: ...
-        def _learn_account(self, call: Call, account: str, now: float,
-                           ev: CallEventLike | None = None,
-                           destination: str | None = None) -> list[Action]: ...
-        def _adopt(self, call: Call, account: str, now: float,
-                   destination: str | None = None) -> list[Action]: ...
-        def _arm_duration(self, call: Call, now: float) -> None: ...
-        @staticmethod
-        def _add_leg(calls: dict[str, Call], uuid: str, parent_uuid: str | None) -> None: ...
-        @staticmethod
-        def _leg_ended(calls: dict[str, Call], call: Call, uuid: str) -> bool: ...
-        def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None: ...
-        def _remember_end(self, node: str, uuid: str, now: float) -> None: ...
-        def _deadline(self, call: Call) -> tuple[float | None, Limits | None]: ...
-        def _account_state(self, account: str, now: float) -> AccountState: ...
-        def _count(self, st: AccountState, call: Call, now: float) -> None: ...
-        def _uncount(self, call: Call, now: float, record: bool = True) -> None: ...
-        @staticmethod
-        def _disarm(node: TimerNode) -> None: ...
+    def _count_held(self, actions: list[Action], now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def _learn_account(self, call: Call, account: str, now: float,
+                       ev: CallEventLike | None = None,
+                       destination: str | None = None) -> list[Action]:
+        raise NotImplementedError
+
+    def _adopt(self, call: Call, account: str, now: float,
+               destination: str | None = None) -> list[Action]:
+        raise NotImplementedError
+
+    def _arm_duration(self, call: Call, now: float) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _add_leg(calls: dict[str, Call], uuid: str, parent_uuid: str | None) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _leg_ended(calls: dict[str, Call], call: Call, uuid: str) -> bool:
+        raise NotImplementedError
+
+    def _drop(self, calls: dict[str, Call], call: Call, now: float) -> None:
+        raise NotImplementedError
+
+    def _remember_end(self, node: str, uuid: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _deadline(self, call: Call) -> tuple[float | None, Limits | None]:
+        raise NotImplementedError
+
+    def _account_state(self, account: str, now: float) -> AccountState:
+        raise NotImplementedError
+
+    def _count(self, st: AccountState, call: Call, now: float) -> None:
+        raise NotImplementedError
+
+    def _uncount(self, call: Call, now: float, record: bool = True) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _disarm(node: TimerNode) -> None:
+        raise NotImplementedError
 
     def resync(self, node: str, rows: Iterable[ChannelRow], now: float,
                asked: float | None = None) -> tuple[int, int, list[Action]]:

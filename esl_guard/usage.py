@@ -29,12 +29,13 @@ class Usage(TimerNode):
     __slots__ = ("account", "cls", "acct", "calls", "creations", "recent", "minutes",
                  "budget_at")
 
-    def __init__(self, account: str, cls: str | None) -> None:
+    def __init__(self, account: str, cls: str | None, acct: AccountState | None = None) -> None:
         self.tprev = None
         self.tnext = None
         self.account = account
         self.cls = cls
-        self.acct: AccountState = self  # type: ignore[assignment]  # ClassState sets its own
+        # an AccountState's is itself (no lie at run time: compiled code checks the type)
+        self.acct: AccountState = acct if acct is not None else self  # type: ignore[assignment]
         self.calls: set[Call] = set()        # live counted calls, on every node
         self.creations: list[float] | None = None
         self.recent: RecentCalls | None = None  # only while a detector with memory is on
@@ -86,8 +87,7 @@ class ClassState(Usage):
     __slots__ = ()
 
     def __init__(self, acct: AccountState, cls: str) -> None:
-        super().__init__(acct.name, cls)
-        self.acct = acct
+        super().__init__(acct.account, cls, acct)
 
 
 class AccountState(Usage):

@@ -202,7 +202,7 @@ def test_external_sort_spills_and_merges_exactly() -> None:
 
     rnd = random.Random(1)
     calls = [(float(rnd.randrange(1000)), rnd.randrange(2), UUIDS[rnd.randrange(100)], i, None,
-              None, 0.0, "", False) for i in range(5000)]
+              None, 0.0, "", False, None) for i in range(5000)]
     for run, chunk in ((64, 7), (1000, 1), (5000, 4096), (10**6, 16)):
         assert list(sort_by_start(iter(calls), run=run, chunk=chunk)) == sorted(calls)
     by_end = sorted(calls, key=lambda c: c[0] + c[3] % 50)  # end order: runs barely overlap

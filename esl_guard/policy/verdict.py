@@ -50,29 +50,44 @@ class CallInfo:
     context: str | None = None
 
 
-@dataclass(slots=True)
 class AccountView:
     """A read-only summary of one account's state, as a rule sees it (rules never assign to
-    it; it is not ``frozen`` only because a frozen dataclass costs microseconds to build, once
-    per new call on the event path).
+    it).  A plain class with its ``__init__`` written out, not a dataclass: it is built once or
+    twice per new call on the event path, and a dataclass's generated ``__init__`` would stay
+    interpreted Python when the policy is compiled (setup.py).
 
     Times in ``creations`` and ``violations`` are monotonic (``now``'s clock), oldest first;
     ``lock_history`` holds wall-clock times of earlier locks, oldest first.  ``live`` counts the
-    account's counted calls on every node, the call being decided excluded.
+    account's counted calls on every node, the call being decided excluded.  ``recent``: the
+    detectors' memory (None: no detector on); ``inbound_live``: live calls to the account
+    (max_inbound_concurrent_calls only); ``minutes``: seconds of answered calls in the
+    max_minutes window, live calls included (0 when off); ``lock_state_unknown``: fail_mode =
+    closed while the lock state is unknown.
     """
 
-    account: str
-    live: int = 0
-    creations: Sequence[float] = ()
-    violations: Sequence[float] = ()
-    lock: Lock | None = None
-    lock_state_unknown: bool = False  # fail_mode = closed while the lock state is unknown
-    lock_history: Sequence[float] = ()
-    call: CallFacts | None = None
-    recent: RecentCalls | None = None  # the detectors' memory (None: no detector on)
-    inbound_live: int = 0  # live calls to the account (max_inbound_concurrent_calls only)
-    #: seconds of answered calls in the max_minutes window, live calls included (0 when off)
-    minutes: float = 0.0
+    __slots__ = ("account", "live", "creations", "violations", "lock", "lock_state_unknown",
+                 "lock_history", "call", "recent", "inbound_live", "minutes")
+
+    def __init__(self, account: str, live: int = 0, creations: Sequence[float] = (),
+                 violations: Sequence[float] = (), lock: Lock | None = None,
+                 lock_state_unknown: bool = False, lock_history: Sequence[float] = (),
+                 call: CallFacts | None = None, recent: RecentCalls | None = None,
+                 inbound_live: int = 0, minutes: float = 0.0) -> None:
+        self.account = account
+        self.live = live
+        self.creations = creations
+        self.violations = violations
+        self.lock = lock
+        self.lock_state_unknown = lock_state_unknown
+        self.lock_history = lock_history
+        self.call = call
+        self.recent = recent
+        self.inbound_live = inbound_live
+        self.minutes = minutes
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"AccountView({fields})"
 
 
 @dataclass(frozen=True, slots=True)

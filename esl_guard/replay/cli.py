@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import heapq
 import math
 import os
@@ -73,6 +74,21 @@ def timeline(sources: list[str], columns: tuple[str, ...], account_variable: str
 
 
 def replay(args: argparse.Namespace, out: TextIO) -> Problems:
+    """Replay ``args.sources`` under ``args.config`` (and ``args.compare``), print to ``out``.
+
+    The cyclic garbage collector is off meanwhile: a replay makes no reference cycles (its
+    calls, accounts and timers are freed by reference counting as they end), and on a month
+    of CDRs the collector's passes over the live objects cost about a fifth of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _replay(args, out)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _replay(args: argparse.Namespace, out: TextIO) -> Problems:
     from esl_guard.events import LazyEvent
     from esl_guard.replay import compare
     from esl_guard.replay.cdr import EXAMPLE_COLUMNS, parse_columns
