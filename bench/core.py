@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import gc
 import os
+import statistics
 import time
 import tracemalloc
 import uuid as uuidlib
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench import stream
@@ -88,36 +90,71 @@ def _list_size(items: list[str]) -> int:
 def scaling(sizes: list[int], churn: int, batch: int = 500) -> dict[str, Any]:
     """Cost per event of decode + track with N live calls: N calls are opened, then ``churn``
     times the oldest call hangs up and a new one is created and answered (N stays constant).
-    Bodies are rendered beforehand, one batch at a time, outside the timed loop."""
+    Bodies are rendered beforehand, one batch at a time, outside the timed loop.  The sizes
+    take turns, a batch each, and each reports its median batch: on a shared VM the CPU is
+    slower for seconds at a time, which measured one after the other made the ratio swing
+    from x0.65 to x1.6 for the same code."""
     bodies = event_bodies()
-    out: dict[str, Any] = {}
+    states = []
     for n in sizes:
-        tracker, decoder = new_tracker(), EventDecoder(NODE)
+        tracker = new_tracker()
         accounts = max(1, n // 10)
         live = deque(enumerate(open_calls(tracker, n, accounts)))
-        now, seq, spent, events = n * 1e-3, n, 0.0, 0
-        gc.collect()
-        for start in range(0, churn, batch):
-            work: list[tuple[str, bytes]] = []
-            for _ in range(min(batch, churn - start)):
-                i, old = live.popleft()
-                new = str(uuidlib.uuid4())
-                acct = account(i % accounts).encode()
-                live.append((i, new))
-                for name, with_acct, uuid in (("CHANNEL_CREATE", seq % 2 == 0, new),
-                                              ("CHANNEL_ANSWER", True, new),
-                                              ("CHANNEL_HANGUP_COMPLETE", True, old)):
-                    body = bodies[(name, with_acct)].replace(PLACEHOLDER_UUID.encode(), uuid.encode())
-                    work.append((name, body.replace(account(0).encode(), acct)))
-                seq += 1
+        states.append(_Churn(n, accounts, tracker, EventDecoder(NODE), live, n * 1e-3, n))
+    gc.collect()
+    for start in range(-batch, churn, batch):  # one batch each untimed first: warming up
+        for st in states:
+            work = st.batch(bodies, min(batch, churn - max(start, 0)))
             t0 = time.perf_counter()
-            for name, body in work:
-                ev = decoder.lazy(body, name)
-                tracker.on_event(ev, now)  # type: ignore[arg-type]
-                now += 1e-4
-            spent += time.perf_counter() - t0
-            events += len(work)
-        assert tracker.live_calls() == n, "the churn changed the number of live calls"
-        out[str(n)] = {"live_calls": n, "accounts": accounts, "events": events,
-                       "us_per_event": spent / events * 1e6}
+            st.apply(work)
+            took = time.perf_counter() - t0
+            if start >= 0:
+                st.spent += took
+                st.events += len(work)
+                st.per_event.append(took / len(work))
+    out: dict[str, Any] = {}
+    for st in states:
+        assert st.tracker.live_calls() == st.n, "the churn changed the number of live calls"
+        out[str(st.n)] = {"live_calls": st.n, "accounts": st.accounts, "events": st.events,
+                          "us_per_event": statistics.median(st.per_event) * 1e6,
+                          "mean_us_per_event": st.spent / st.events * 1e6}
     return out
+
+
+@dataclass
+class _Churn:
+    """One size of :func:`scaling`: its tracker and live calls, and what it measured."""
+
+    n: int
+    accounts: int
+    tracker: Any
+    decoder: EventDecoder
+    live: deque[tuple[int, str]]
+    now: float
+    seq: int
+    spent: float = 0.0
+    events: int = 0
+    per_event: list[float] = field(default_factory=list)
+
+    def batch(self, bodies: dict[tuple[str, bool], bytes], calls: int) -> list[tuple[str, bytes]]:
+        """The events of ``calls`` new calls, each ending the oldest one."""
+        work: list[tuple[str, bytes]] = []
+        for _ in range(calls):
+            i, old = self.live.popleft()
+            new = str(uuidlib.uuid4())
+            acct = account(i % self.accounts).encode()
+            self.live.append((i, new))
+            for name, with_acct, uuid in (("CHANNEL_CREATE", self.seq % 2 == 0, new),
+                                          ("CHANNEL_ANSWER", True, new),
+                                          ("CHANNEL_HANGUP_COMPLETE", True, old)):
+                body = bodies[(name, with_acct)].replace(PLACEHOLDER_UUID.encode(), uuid.encode())
+                work.append((name, body.replace(account(0).encode(), acct)))
+            self.seq += 1
+        return work
+
+    def apply(self, work: list[tuple[str, bytes]]) -> None:
+        decoder, on_event, now = self.decoder, self.tracker.on_event, self.now
+        for name, body in work:
+            on_event(decoder.lazy(body, name), now)
+            now += 1e-4
+        self.now = now

@@ -67,6 +67,11 @@ __all__ = ["B_LEG", "ESCALATION_WINDOW", "TIMER_SLOTS_PER_SECOND", "AccountState
 
 
 class Tracker(NodesMixin):
+    """The call state (module docstring).  Its parts form one chain of single inheritance,
+    ClassesMixin <- GatesMixin <- LocksMixin <- NodesMixin <- Tracker, each declaring as
+    overridable methods what it uses of the parts below it: mypyc compiles no other shape
+    (setup.py).  ``gating`` False: no admission gate is kept (a replay)."""
+
     def __init__(self, limits_for: Callable[[str], Limits],
                  wall_clock: Callable[[], float],
                  destinations: Destinations | None = None, gating: bool = True) -> None:
