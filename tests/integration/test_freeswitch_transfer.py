@@ -40,7 +40,7 @@ if (_skip := module_skip_reason()) is not None:
 
 UAS_PORT = 5090   # extension 9005 bridges to sofia/external/9999@${sip_network_ip}:5090
 HOLD_MS = 15000   # A's hold after its answer (FreeSWITCH ends A first, once B1 is taken away)
-DURATION = 24     # max_call_duration (s), counted from A's answer (B2 rings 3 s after it)
+DURATION = 18     # max_call_duration (s), counted from A's answer (B2 rings 3 s after it)
 
 
 @pytest.fixture(scope="module")
