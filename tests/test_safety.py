@@ -145,14 +145,3 @@ def test_hangup_causes() -> None:
     assert not is_hangup_cause("call_rejected")
     assert not is_hangup_cause("CALL_REJECTED\n")
 
-
-_NEAR_UUID = st.lists(st.sampled_from("0123456789abcdefABCDEFg-{} \n\u0661"), min_size=34,
-                      max_size=38).map("".join)
-
-
-@given(st.one_of(_NEAR_UUID, st.text(), st.uuids().map(str)))
-def test_is_uuid_accepts_exactly_what_the_uuid_regex_accepts(value: str) -> None:
-    """is_uuid is written with string methods for speed: it must agree with UUID_RE."""
-    from esl_guard.safety import UUID_RE
-
-    assert is_uuid(value) is (UUID_RE.fullmatch(value) is not None)
